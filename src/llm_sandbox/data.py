@@ -1,0 +1,89 @@
+"""Value objects returned by sessions: console output, execution results and captured plots."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class FileType(str, Enum):
+    """File formats a captured artifact can have."""
+
+    PNG = "png"
+    JPEG = "jpeg"
+    SVG = "svg"
+    PDF = "pdf"
+    GIF = "gif"
+    CSV = "csv"
+    JSON = "json"
+    TXT = "txt"
+    HTML = "html"
+
+
+@dataclass(frozen=True)
+class ConsoleOutput:
+    """What one run or command printed, and how it ended.
+
+    ``exit_code`` is always the real exit status of the process; ``timed_out`` and ``truncated`` say whether the
+    library stopped it, and ``duration_s`` is the wall time the sandbox measured.
+    """
+
+    exit_code: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    timed_out: bool = False
+    truncated: bool = False
+    duration_s: float = 0.0
+
+    def success(self) -> bool:
+        """True when the process exited with status 0 and was not stopped by the library."""
+        return self.exit_code == 0 and not self.timed_out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+@dataclass(frozen=True)
+class PlotOutput:
+    """One captured figure: its format and its bytes, base64-encoded."""
+
+    format: FileType
+    content_base64: str
+    width: int | None = None
+    height: int | None = None
+    dpi: int | None = None
+
+    @property
+    def content(self) -> bytes:
+        return base64.b64decode(self.content_base64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format.value,
+            "content_base64": self.content_base64,
+            "width": self.width,
+            "height": self.height,
+            "dpi": self.dpi,
+        }
+
+
+@dataclass(frozen=True)
+class ExecutionResult(ConsoleOutput):
+    """Console output plus the plots a run produced."""
+
+    plots: list[PlotOutput] = field(default_factory=list)
+
+    def to_dict(self, include_plots: bool = True) -> dict[str, Any]:
+        data = {key: value for key, value in asdict(self).items() if key != "plots"}
+        if include_plots:
+            data["plots"] = [plot.to_dict() for plot in self.plots]
+        return data
+
+    def to_json(self, include_plots: bool = True) -> str:
+        return json.dumps(self.to_dict(include_plots=include_plots))

@@ -1,0 +1,199 @@
+"""The one error tree of llm_sandbox.
+
+Every error the library raises derives from :class:`SandboxError`; each leaf also derives from the builtin a
+caller would naturally catch, so ``except TimeoutError`` or ``except FileNotFoundError`` keep working::
+
+    SandboxError (Exception)
+    ├── ValidationError (ValueError)
+    │   ├── CommandEmptyError
+    │   ├── LanguageNotSupportedError
+    │   ├── UnsupportedBackendError
+    │   └── InvalidLibraryNameError
+    ├── UnknownOptionError (TypeError)
+    ├── MissingDependencyError (ImportError)
+    ├── NotOpenSessionError (RuntimeError)
+    ├── ContainerError (RuntimeError)
+    │   └── SandboxDiedError
+    ├── ImageError (RuntimeError)
+    │   ├── ImageNotFoundError (+ LookupError)
+    │   ├── ImagePullError
+    │   └── ImageBuildError
+    ├── LibraryInstallationError (RuntimeError)
+    │   └── LibraryInstallationNotSupportedError (+ NotImplementedError)
+    ├── SecurityError (PermissionError)
+    │   ├── SecurityViolationError
+    │   └── UnsafeArchiveError
+    ├── SandboxTimeoutError (TimeoutError)
+    ├── ResourceError (RuntimeError)
+    │   ├── MemoryLimitError (+ MemoryError)
+    │   ├── ProcessLimitError
+    │   ├── DiskLimitError (+ OSError)
+    │   └── FileTooLargeError (+ OSError)
+    └── SandboxFileNotFoundError (FileNotFoundError)
+
+Engine SDK exceptions never escape: each backend translates them at its boundary and chains the original.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llm_sandbox.data import ConsoleOutput
+    from llm_sandbox.security import SecurityPattern
+
+
+class SandboxError(Exception):
+    """Root of every error raised by llm_sandbox."""
+
+
+class ValidationError(SandboxError, ValueError):
+    """An argument or option has a value the library cannot accept."""
+
+
+class CommandEmptyError(ValidationError):
+    """``execute_command`` was given an empty command."""
+
+
+class LanguageNotSupportedError(ValidationError):
+    """The requested language is not one of the supported languages."""
+
+
+class UnsupportedBackendError(ValidationError):
+    """The requested backend is not one of the known backends."""
+
+
+class InvalidLibraryNameError(ValidationError):
+    """A library name looks like an option or shell syntax and was refused before anything ran."""
+
+
+class UnknownOptionError(SandboxError, TypeError):
+    """A keyword argument or runtime option is misspelled or means nothing for the chosen backend."""
+
+
+class MissingDependencyError(SandboxError, ImportError):
+    """An optional dependency (a backend SDK) is not installed."""
+
+
+class NotOpenSessionError(SandboxError, RuntimeError):
+    """The session must be opened (``open()`` or ``with``) before this call."""
+
+
+class ContainerError(SandboxError, RuntimeError):
+    """The container (or pod) could not be created, found, started or used."""
+
+
+class SandboxDiedError(ContainerError):
+    """The sandbox stopped running while the session was using it."""
+
+
+class ImageError(SandboxError, RuntimeError):
+    """An image problem: missing, not pullable, or not buildable."""
+
+
+class ImageNotFoundError(ImageError, LookupError):
+    """The image is neither local nor pullable."""
+
+
+class ImagePullError(ImageError):
+    """Pulling the image failed."""
+
+
+class ImageBuildError(ImageError):
+    """Building an image (from a Dockerfile or a recipe) failed."""
+
+
+class LibraryInstallationError(SandboxError, RuntimeError):
+    """The language's package manager failed; ``output`` holds what it printed."""
+
+    def __init__(self, message: str, output: ConsoleOutput | None = None) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class LibraryInstallationNotSupportedError(LibraryInstallationError, NotImplementedError):
+    """The language has no package manager the library can drive."""
+
+
+class SecurityError(SandboxError, PermissionError):
+    """A security rule was broken."""
+
+
+class SecurityViolationError(SecurityError):
+    """The code breaks the session's security policy; nothing was run."""
+
+    def __init__(self, message: str, violations: list[SecurityPattern] | None = None) -> None:
+        super().__init__(message)
+        self.violations = list(violations or [])
+
+
+class UnsafeArchiveError(SecurityError):
+    """An archive copied out of the sandbox holds a link, device, absolute or escaping name."""
+
+
+class SandboxTimeoutError(SandboxError, TimeoutError):
+    """A run exceeded its time limit; its processes were killed. ``output`` holds what it printed."""
+
+    def __init__(self, message: str, output: ConsoleOutput | None = None, timeout: float | None = None) -> None:
+        super().__init__(message)
+        self.output = output
+        self.timeout = timeout
+
+
+class ResourceError(SandboxError, RuntimeError):
+    """A resource limit of the sandbox was hit. ``output`` holds what the run printed."""
+
+    def __init__(self, message: str, output: ConsoleOutput | None = None) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class MemoryLimitError(ResourceError, MemoryError):
+    """The run was killed by the sandbox's memory limit."""
+
+
+class ProcessLimitError(ResourceError):
+    """The run hit the sandbox's process-count limit."""
+
+
+class DiskLimitError(ResourceError, OSError):
+    """The run hit a file-size or disk limit."""
+
+
+class FileTooLargeError(ResourceError, OSError):
+    """A file copied out of the sandbox is larger than the allowed size."""
+
+
+class SandboxFileNotFoundError(SandboxError, FileNotFoundError):
+    """A path asked for inside the sandbox does not exist."""
+
+
+__all__ = [
+    "CommandEmptyError",
+    "ContainerError",
+    "DiskLimitError",
+    "FileTooLargeError",
+    "ImageBuildError",
+    "ImageError",
+    "ImageNotFoundError",
+    "ImagePullError",
+    "InvalidLibraryNameError",
+    "LanguageNotSupportedError",
+    "LibraryInstallationError",
+    "LibraryInstallationNotSupportedError",
+    "MemoryLimitError",
+    "MissingDependencyError",
+    "NotOpenSessionError",
+    "ProcessLimitError",
+    "ResourceError",
+    "SandboxDiedError",
+    "SandboxError",
+    "SandboxFileNotFoundError",
+    "SandboxTimeoutError",
+    "SecurityError",
+    "SecurityViolationError",
+    "UnknownOptionError",
+    "UnsafeArchiveError",
+    "UnsupportedBackendError",
+    "ValidationError",
+]
