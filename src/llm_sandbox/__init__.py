@@ -1,4 +1,81 @@
-"""llm_sandbox: run untrusted, LLM-generated code safely inside containers."""
-from llm_sandbox._version import __version__
+"""llm_sandbox: run untrusted, LLM-generated code safely inside containers.
 
-__all__ = ["__version__"]
+Importing the package loads no engine SDK; the Docker, Podman and Kubernetes clients load when a backend is used.
+"""
+
+from llm_sandbox._version import __version__
+from llm_sandbox.const import SandboxBackend, SupportedLanguage
+from llm_sandbox.data import ConsoleOutput, ExecutionResult, FileType, PlotOutput
+from llm_sandbox.errors import (
+    CommandEmptyError,
+    ContainerError,
+    DiskLimitError,
+    FileTooLargeError,
+    ImageBuildError,
+    ImageError,
+    ImageNotFoundError,
+    ImagePullError,
+    InvalidLibraryNameError,
+    LanguageNotSupportedError,
+    LibraryInstallationError,
+    LibraryInstallationNotSupportedError,
+    MemoryLimitError,
+    MissingDependencyError,
+    NotOpenSessionError,
+    ProcessLimitError,
+    ResourceError,
+    SandboxDiedError,
+    SandboxError,
+    SandboxFileNotFoundError,
+    SandboxTimeoutError,
+    SecurityError,
+    SecurityViolationError,
+    UnknownOptionError,
+    UnsafeArchiveError,
+    UnsupportedBackendError,
+    ValidationError,
+)
+from llm_sandbox.security import RestrictedModule, SecurityIssueSeverity, SecurityPattern, SecurityPolicy
+from llm_sandbox.session import SandboxSession
+
+__all__ = [
+    "CommandEmptyError",
+    "ConsoleOutput",
+    "ContainerError",
+    "DiskLimitError",
+    "ExecutionResult",
+    "FileTooLargeError",
+    "FileType",
+    "ImageBuildError",
+    "ImageError",
+    "ImageNotFoundError",
+    "ImagePullError",
+    "InvalidLibraryNameError",
+    "LanguageNotSupportedError",
+    "LibraryInstallationError",
+    "LibraryInstallationNotSupportedError",
+    "MemoryLimitError",
+    "MissingDependencyError",
+    "NotOpenSessionError",
+    "PlotOutput",
+    "ProcessLimitError",
+    "ResourceError",
+    "RestrictedModule",
+    "SandboxBackend",
+    "SandboxDiedError",
+    "SandboxError",
+    "SandboxFileNotFoundError",
+    "SandboxSession",
+    "SandboxTimeoutError",
+    "SecurityError",
+    "SecurityIssueSeverity",
+    "SecurityPattern",
+    "SecurityPolicy",
+    "SecurityViolationError",
+    "SupportedLanguage",
+    "UnknownOptionError",
+    "UnsafeArchiveError",
+    "UnsupportedBackendError",
+    "ValidationError",
+    "__version__",
+]

@@ -1,0 +1,210 @@
+"""Session options: parsed once, validated with messages that name the fix, immutable afterwards."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from llm_sandbox.backends.base import Limits
+from llm_sandbox.backends.registry import BACKEND_SPECIFIC_OPTIONS, BackendEntry, get_backend_entry
+from llm_sandbox.backends.runtime_options import validate_runtime_configs
+from llm_sandbox.errors import UnknownOptionError, ValidationError
+from llm_sandbox.hints import did_you_mean
+from llm_sandbox.languages.base import Language
+from llm_sandbox.languages.registry import get_language
+from llm_sandbox.security import SecurityPolicy
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_OUTPUT_LIMIT = 10 * 1024 * 1024
+DEFAULT_COPY_LIMIT = 1024**3
+DEFAULT_WORKDIR = "/sandbox"
+SANDBOX_USER = "65534:65534"
+
+
+class Network(str, Enum):
+    """Network access for containers the library creates."""
+
+    INSTALL_ONLY = "install-only"  # none for user code; connected only while the library installs packages
+    NONE = "none"
+    FULL = "full"
+
+
+class _Unset(Enum):
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET
+Timeout = float | None | _Unset
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Everything a session was asked for, checked."""
+
+    backend: BackendEntry
+    language: Language
+    image: str | None
+    dockerfile: str | None
+    container_id: str | None
+    client: Any
+    backend_options: Mapping[str, Any]
+    workdir: str
+    network: Network
+    runtime_configs: Mapping[str, Any]
+    default_timeout: float | None
+    execution_timeout: float | None
+    session_timeout: float | None
+    libraries: tuple[str, ...]
+    keep_template: bool
+    commit_container: bool
+    skip_environment_setup: bool
+    security_policy: SecurityPolicy | None
+    verbose: bool
+    stream: bool
+    encoding_errors: str
+    output_limit: int
+    copy_limit: int
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def run_timeout(self) -> float | None:
+        return self.execution_timeout if self.execution_timeout is not None else self.default_timeout
+
+
+PUBLIC_OPTIONS = (
+    "backend",
+    "lang",
+    "image",
+    "dockerfile",
+    "container_id",
+    "client",
+    "kube_namespace",
+    "pod_manifest",
+    "environment",
+    "workdir",
+    "network",
+    "runtime_configs",
+    "default_timeout",
+    "execution_timeout",
+    "session_timeout",
+    "libraries",
+    "keep_template",
+    "commit_container",
+    "skip_environment_setup",
+    "security_policy",
+    "verbose",
+    "stream",
+    "encoding_errors",
+    "output_limit",
+    "copy_limit",
+)
+
+
+def reject_unknown(unknown: Mapping[str, Any]) -> None:
+    """Raise for misspelled keyword arguments, with the closest known name."""
+    for name in unknown:
+        raise UnknownOptionError(
+            f"SandboxSession() got an unexpected keyword argument {name!r}{did_you_mean(name, PUBLIC_OPTIONS)}"
+        )
+
+
+def _timeout(name: str, value: Any, default: float | None) -> float | None:
+    if value is UNSET:
+        return default
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValidationError(f"{name} must be a positive number of seconds or None for no limit, not {value!r}")
+    return float(value)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValidationError(f"{name} must be a positive whole number of bytes, not {value!r}")
+    return value
+
+
+def _network(value: Any) -> Network:
+    try:
+        return Network(value.value if isinstance(value, Network) else str(value).lower())
+    except ValueError:
+        names = [member.value for member in Network]
+        raise ValidationError(
+            f"network must be one of {', '.join(names)}, not {value!r}{did_you_mean(str(value), names)}"
+        ) from None
+
+
+def _libraries(value: Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        raise ValidationError(f"libraries must be a list of names, not the string {value!r} (write [{value!r}])")
+    return tuple(value)
+
+
+def build_options(raw: dict[str, Any]) -> SessionOptions:
+    """Validate the keyword arguments of ``SandboxSession`` (already free of unknown names)."""
+    entry = get_backend_entry(raw["backend"])
+    for name in sorted(BACKEND_SPECIFIC_OPTIONS - entry.options):
+        if raw.get(name) is not None:
+            raise UnknownOptionError(
+                f"option {name!r} means nothing for the {entry.name.value} backend; remove it "
+                f"(backends that accept it: {_accepting(name)})"
+            )
+    if raw["dockerfile"] is not None and raw["container_id"] is not None:
+        raise ValidationError("dockerfile and container_id cannot be used together: choose one of the two options")
+    if raw["dockerfile"] is not None and raw["image"] is not None:
+        raise ValidationError("dockerfile and image cannot be used together: choose one of the two options")
+    if raw["dockerfile"] is not None and not os.path.isfile(raw["dockerfile"]):
+        raise ValidationError(f"dockerfile {raw['dockerfile']!r} is not a file")
+    if raw["container_id"] is not None and raw["image"] is not None:
+        logger.debug("image %r is ignored: attaching to container %r", raw["image"], raw["container_id"])
+    workdir = str(raw["workdir"])
+    if not workdir.startswith("/") or "\0" in workdir:
+        raise ValidationError(f"workdir must be an absolute path inside the sandbox, not {workdir!r}")
+    encoding_errors = str(raw["encoding_errors"])
+    if encoding_errors not in ("strict", "replace", "ignore", "backslashreplace", "surrogateescape"):
+        raise ValidationError(f"encoding_errors {encoding_errors!r} is not a codec error handler")
+    policy = raw["security_policy"]
+    if policy is not None and not isinstance(policy, SecurityPolicy):
+        raise ValidationError("security_policy must be a SecurityPolicy")
+    backend_options = {name: raw[name] for name in entry.options if name != "dockerfile" and raw.get(name) is not None}
+    default_timeout = _timeout("default_timeout", raw["default_timeout"], DEFAULT_TIMEOUT_S)
+    return SessionOptions(
+        backend=entry,
+        language=get_language(raw["lang"]),
+        image=None if raw["container_id"] is not None else raw["image"],
+        dockerfile=raw["dockerfile"],
+        container_id=raw["container_id"],
+        client=raw["client"],
+        backend_options=backend_options,
+        workdir=workdir.rstrip("/") or "/",
+        network=_network(raw["network"]),
+        runtime_configs=validate_runtime_configs(raw["runtime_configs"] or {}),
+        default_timeout=default_timeout,
+        execution_timeout=_timeout("execution_timeout", raw["execution_timeout"], None),
+        session_timeout=_timeout("session_timeout", raw["session_timeout"], None),
+        libraries=_libraries(raw["libraries"]),
+        keep_template=bool(raw["keep_template"]),
+        commit_container=bool(raw["commit_container"]),
+        skip_environment_setup=bool(raw["skip_environment_setup"]),
+        security_policy=policy,
+        verbose=bool(raw["verbose"]),
+        stream=bool(raw["stream"]),
+        encoding_errors=encoding_errors,
+        output_limit=_positive_int("output_limit", raw["output_limit"]),
+        copy_limit=_positive_int("copy_limit", raw["copy_limit"]),
+    )
+
+
+def _accepting(option: str) -> str:
+    from llm_sandbox.backends.registry import BACKENDS
+
+    names = [name.value for name, entry in BACKENDS.items() if option in entry.options]
+    return ", ".join(names) or "none in this version"

@@ -1,0 +1,1 @@
+"""Languages the sandbox runs: one small data module each, listed in ``registry``."""

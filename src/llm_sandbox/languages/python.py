@@ -1,0 +1,36 @@
+"""Python: the interpreter the sandbox has (a venv in the workdir, else python3, else python), pip for libraries."""
+
+from __future__ import annotations
+
+import re
+
+from llm_sandbox.languages.base import Language
+
+# A PEP 508 name with optional extras and version specifiers, nothing else: no URLs, paths or options.
+_VERSION = r"(?:===|==|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+PIP_REQUIREMENT = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+    r"(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
+    rf"(?:\s*{_VERSION}(?:\s*,\s*{_VERSION})*)?"
+)
+
+LANGUAGE = Language(
+    name="python",
+    file_name="main.py",
+    run=("{python}", "-u", "{file}"),
+    install=(
+        "{python}",
+        "-m",
+        "pip",
+        "install",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "{libraries}",
+    ),
+    library_pattern=PIP_REQUIREMENT,
+    library_hint="a package name with optional extras and version specifiers, e.g. 'numpy' or 'requests>=2.31'",
+    # Debian's system Python refuses pip installs (PEP 668); in an attached container the caller asked for it.
+    environment={"PIP_BREAK_SYSTEM_PACKAGES": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+)

@@ -1,0 +1,205 @@
+"""Runs code and commands through the guest helper, and turns its replies into results or errors.
+
+The helper is started once per session over one attached stream. A run is then one request: the code file, the
+argv, the limits; the helper writes the file into a fresh temporary folder, runs, relays output, enforces the
+timeout and output cap, kills every leftover process, and removes the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from llm_sandbox.backends.base import Backend
+from llm_sandbox.config import SessionOptions
+from llm_sandbox.data import ConsoleOutput
+from llm_sandbox.errors import (
+    ContainerError,
+    DiskLimitError,
+    MemoryLimitError,
+    ProcessLimitError,
+    SandboxDiedError,
+    SandboxTimeoutError,
+)
+from llm_sandbox.guest import agent_source
+from llm_sandbox.guest_link import GuestLink, GuestLinkError, OutputCallback, Reply
+from llm_sandbox.lifecycle import code_user
+
+logger = logging.getLogger(__name__)
+
+# Finds an interpreter for the helper without assuming where the image keeps it.
+LAUNCHER = (
+    'for p in python3 python; do if command -v "$p" >/dev/null 2>&1; then exec "$p" -c "$1"; fi; done; '
+    'echo "llm_sandbox: no python3 or python on PATH in this container" >&2; exit 127'
+)
+SIGXFSZ_EXIT = 128 + 25
+SIGKILL_EXIT = 128 + 9
+
+
+class GuestRunner:
+    """The session's helper process and the requests it serves."""
+
+    def __init__(self, backend: Backend, options: SessionOptions) -> None:
+        self._backend = backend
+        self._options = options
+        self._link: GuestLink | None = None
+        self.info: dict[str, Any] = {}
+
+    def start(self) -> None:
+        owned = self._backend.owned
+        environment = {"LLM_SANDBOX_OWNED": "1" if owned else "0"}
+        if owned:
+            environment["HOME"] = self._options.workdir
+        stream = self._backend.open_stream(
+            ["/bin/sh", "-c", LAUNCHER, "llm-sandbox-guest", agent_source()],
+            user=code_user(self._options) if owned else None,
+            environment=environment,
+        )
+        self._link = GuestLink(stream, self._options.encoding_errors)
+        try:
+            reply = self._link.request({"op": "info", "workdir": self._options.workdir}, timeout=30)
+        except GuestLinkError as error:
+            self._link.close()
+            self._link = None
+            raise ContainerError(
+                "could not start the library's helper in the container: it needs python3 (or python) on PATH "
+                f"and /bin/sh ({error})"
+            ) from error
+        self.info = reply.fields
+        logger.debug("guest helper: %s", self.info)
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+    def _ensure_link(self) -> GuestLink:
+        if self._link is not None and not self._link.broken:
+            return self._link
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        if not self._backend.is_running():
+            raise SandboxDiedError(
+                "the sandbox container is no longer running; open a new session"
+                if self._backend.owned
+                else "the attached container is no longer running; start it and open a new session"
+            )
+        logger.info("restarting the sandbox's helper")
+        self.start()
+        assert self._link is not None
+        return self._link
+
+    # Requests ----------------------------------------------------------------------------------------------
+
+    def run_code(
+        self,
+        code: str,
+        *,
+        timeout: float | None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ConsoleOutput:
+        language = self._options.language
+        path = language.code_path()
+        argv = language.run_argv({"file": path, "dir": "{tmp}", "python": self.python})
+        files = [{"path": path, "content": code}]
+        return self._exec(argv, self._options.workdir, timeout, on_stdout, on_stderr, files=files)
+
+    def run_argv(
+        self,
+        argv: list[str],
+        *,
+        cwd: str | None,
+        timeout: float | None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ConsoleOutput:
+        return self._exec(argv, cwd or self._options.workdir, timeout, on_stdout, on_stderr)
+
+    def install_argv(self, libraries: list[str]) -> list[str]:
+        return self._options.language.install_argv(libraries, {"python": self.python})
+
+    @property
+    def workdir(self) -> str:
+        return self._options.workdir
+
+    @property
+    def code_uid(self) -> int | None:
+        uid = code_user(self._options).partition(":")[0]
+        return int(uid) if uid.isdigit() else None
+
+    @property
+    def python(self) -> str:
+        return str(self.info.get("python") or "python3")
+
+    def _exec(
+        self,
+        argv: list[str],
+        cwd: str,
+        timeout: float | None,
+        on_stdout: OutputCallback | None,
+        on_stderr: OutputCallback | None,
+        files: list[dict[str, Any]] | None = None,
+    ) -> ConsoleOutput:
+        request: dict[str, Any] = {
+            "op": "exec",
+            "argv": argv,
+            "cwd": cwd,
+            "env": dict(self._options.language.environment),
+            "timeout": timeout,
+            "output_limit": self._options.output_limit,
+            "tempdir": True,
+            "files": files or [],
+        }
+        if on_stdout is None and self._options.stream:
+            on_stdout = _log_chunk("stdout")
+        if on_stderr is None and self._options.stream:
+            on_stderr = _log_chunk("stderr")
+        link = self._ensure_link()
+        try:
+            reply = link.request(request, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
+        except GuestLinkError as error:
+            if not self._backend.is_running():
+                raise SandboxDiedError("the sandbox container stopped while running the request") from error
+            raise SandboxTimeoutError(
+                f"the sandbox did not answer within {timeout} s (plus grace); its helper was restarted",
+                None,
+                timeout,
+            ) from error
+        return _outcome(reply, timeout)
+
+
+def _outcome(reply: Reply, timeout: float | None) -> ConsoleOutput:
+    fields = reply.fields
+    if "error" in fields:
+        raise ContainerError(f"the sandbox's helper failed: {fields['error']}")
+    output = ConsoleOutput(
+        exit_code=int(fields.get("exit_code", -1)),
+        stdout=reply.stdout,
+        stderr=reply.stderr,
+        timed_out=bool(fields.get("timed_out")),
+        truncated=bool(fields.get("truncated")),
+        duration_s=float(fields.get("duration_s", 0.0)),
+    )
+    limits = set(fields.get("limits") or ())
+    if output.timed_out:
+        raise SandboxTimeoutError(
+            f"the run exceeded its timeout of {timeout:g} s; its processes were killed", output, timeout
+        )
+    if "oom" in limits and output.exit_code == SIGKILL_EXIT:
+        raise MemoryLimitError("the run was killed by the sandbox's memory limit", output)
+    if "pids" in limits and output.exit_code != 0:
+        raise ProcessLimitError("the run hit the sandbox's process limit (too many processes)", output)
+    if output.exit_code == SIGXFSZ_EXIT:
+        raise DiskLimitError("the run wrote a file larger than the sandbox's file-size limit", output)
+    return output
+
+
+def _log_chunk(stream_name: str) -> OutputCallback:
+    stream_logger = logging.getLogger(f"llm_sandbox.output.{stream_name}")
+
+    def emit(text: str) -> None:
+        stream_logger.info("%s", text.rstrip("\n"))
+
+    return emit

@@ -1,0 +1,70 @@
+"""Copying files and directories into and out of a sandbox.
+
+Into: the tar is made locally and extracted by the engine; missing parents are created first (by the helper as the
+code user, or by the engine as root where the code user may not write, e.g. ``/container/path``).
+Out of: the engine's archive is hostile (the code in the sandbox made its contents) and goes through
+``files.safe_extract``: size checked before and while reading, links and special files refused, nothing written
+outside ``dest`` and nothing partial left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llm_sandbox.backends.base import Backend
+from llm_sandbox.errors import ContainerError, FileTooLargeError, ValidationError
+from llm_sandbox.files import pack_path, safe_extract
+
+if TYPE_CHECKING:
+    from llm_sandbox.runner import GuestRunner
+
+logger = logging.getLogger(__name__)
+
+
+def sandbox_path(workdir: str, path: str) -> str:
+    """An absolute, normalised path inside the sandbox; relative paths are taken from the workdir."""
+    if not path or "\0" in path:
+        raise ValidationError(f"{path!r} is not a usable path inside the sandbox")
+    return posixpath.normpath(posixpath.join(workdir, path))
+
+
+def copy_to_runtime(backend: Backend, runner: GuestRunner, src: str, dest: str) -> None:
+    local = Path(src)
+    if not local.exists():
+        raise FileNotFoundError(f"no such local file or directory: {src}")
+    target = sandbox_path(runner.workdir, dest)
+    parent, name = posixpath.split(target)
+    if not name:
+        raise ValidationError(f"dest {dest!r} must name a file or directory, not the root")
+    _make_parents(backend, runner, parent or "/")
+    owner = runner.code_uid if backend.owned else None
+    archive = pack_path(local, name, uid=owner, gid=owner)
+    backend.put_archive(parent or "/", archive, keep_owner=owner is not None)
+
+
+def _make_parents(backend: Backend, runner: GuestRunner, parent: str) -> None:
+    if runner.run_argv(["mkdir", "-p", parent], cwd="/", timeout=30).exit_code == 0:
+        return
+    # The code user may not write there (a new top-level folder): the engine's root may, even without capabilities.
+    result = backend.exec(["mkdir", "-p", parent], user="0")
+    if result.exit_code != 0:
+        raise ContainerError(
+            f"cannot create {parent} in the sandbox: {result.stderr.decode('utf-8', 'replace').strip()}"
+        )
+
+
+def copy_from_runtime(backend: Backend, workdir: str, src: str, dest: str, limit: int) -> None:
+    source = sandbox_path(workdir, src)
+    archive = backend.get_archive(source)
+    try:
+        if not archive.is_dir and archive.size > limit:
+            raise FileTooLargeError(
+                f"{source} is {archive.size} bytes, over the copy limit of {limit} bytes (raise copy_limit to allow it)"
+            )
+        safe_extract(archive.chunks, Path(dest), max_bytes=limit)
+    finally:
+        archive.close()
+    logger.debug("copied %s out of the sandbox to %s", source, dest)

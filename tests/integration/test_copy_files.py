@@ -1,0 +1,103 @@
+"""Copying files in and out of a real sandbox, including hostile trees planted by the code inside."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llm_sandbox import FileTooLargeError, SandboxSession, UnsafeArchiveError
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[SandboxSession]:
+    with SandboxSession(lang="python") as opened:
+        yield opened
+
+
+def _no_temp_left(folder: Path) -> None:
+    assert not list(folder.glob(".llm_sandbox-*"))
+
+
+def test_file_round_trip_creates_missing_parents(session: SandboxSession, tmp_path: Path) -> None:
+    local = tmp_path / "script.py"
+    local.write_text("print('copied in')\n")
+    session.copy_to_runtime(str(local), "/container/path/file.py")
+    assert session.execute_command(["python3", "/container/path/file.py"]).stdout == "copied in\n"
+    back = tmp_path / "out" / "file.py"
+    session.copy_from_runtime("/container/path/file.py", str(back))
+    assert back.read_text() == "print('copied in')\n"
+
+
+def test_copied_files_belong_to_the_code_user(session: SandboxSession, tmp_path: Path) -> None:
+    local = tmp_path / "data.txt"
+    local.write_text("v1")
+    session.copy_to_runtime(str(local), "data.txt")
+    result = session.execute_command("echo v2 > /sandbox/data.txt && cat /sandbox/data.txt")
+    assert result.stdout == "v2\n"
+
+
+def test_empty_file_both_ways(session: SandboxSession, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    session.copy_to_runtime(str(empty), "/sandbox/empty-in")
+    assert session.execute_command("stat -c %s /sandbox/empty-in").stdout == "0\n"
+    session.execute_command("touch /sandbox/empty-out")
+    session.copy_from_runtime("/sandbox/empty-out", str(tmp_path / "got"))
+    assert (tmp_path / "got").read_bytes() == b""
+
+
+def test_directory_round_trip_yields_contents_not_nested_name(session: SandboxSession, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("A")
+    (tree / "sub" / "b.txt").write_text("B")
+    session.copy_to_runtime(str(tree), "/sandbox/tree")
+    assert session.execute_command("cat /sandbox/tree/a.txt /sandbox/tree/sub/b.txt").stdout == "AB"
+    dest = tmp_path / "back"
+    session.copy_from_runtime("/sandbox/tree", str(dest))
+    assert (dest / "a.txt").read_text() == "A"
+    assert (dest / "sub" / "b.txt").read_text() == "B"
+    assert not (dest / "tree").exists()
+
+
+def test_missing_paths_raise_file_not_found(session: SandboxSession, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        session.copy_from_runtime("/sandbox/not-there", str(tmp_path / "x"))
+    with pytest.raises(FileNotFoundError):
+        session.copy_to_runtime(str(tmp_path / "not-here"), "/sandbox/x")
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        "ln -s /etc/passwd /sandbox/evil/abs-link",
+        "ln -s ../../../../../../tmp /sandbox/evil/up-link",
+        "mkfifo /sandbox/evil/fifo",
+        "ln /sandbox/evil/ok.txt /sandbox/evil/hard-link",
+    ],
+)
+def test_planted_links_and_fifos_are_refused_and_nothing_is_written(
+    session: SandboxSession, tmp_path: Path, plant: str
+) -> None:
+    session.execute_command(f"rm -rf /sandbox/evil && mkdir /sandbox/evil && echo ok > /sandbox/evil/ok.txt && {plant}")
+    dest = tmp_path / "dest"
+    with pytest.raises(UnsafeArchiveError):
+        session.copy_from_runtime("/sandbox/evil", str(dest))
+    assert not dest.exists()
+    _no_temp_left(tmp_path)
+
+
+def test_huge_sparse_file_is_refused_before_reading(tmp_path: Path) -> None:
+    roomy = {"ulimits": [{"Name": "fsize", "Soft": -1, "Hard": -1}]}
+    with SandboxSession(lang="python", runtime_configs=roomy) as session:
+        assert session.execute_command("truncate -s 50G /sandbox/sparse").exit_code == 0
+        with pytest.raises(FileTooLargeError):
+            session.copy_from_runtime("/sandbox/sparse", str(tmp_path / "sparse"))
+        session.execute_command("mkdir /sandbox/d && truncate -s 2G /sandbox/d/sparse")
+        with pytest.raises(FileTooLargeError):
+            session.copy_from_runtime("/sandbox/d", str(tmp_path / "d"))
+    assert not (tmp_path / "sparse").exists()
+    assert not (tmp_path / "d").exists()
+    _no_temp_left(tmp_path)

@@ -1,0 +1,139 @@
+"""The hardened defaults of new containers, each shown to hold by attacking it for real."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from llm_sandbox import (
+    DiskLimitError,
+    MemoryLimitError,
+    ProcessLimitError,
+    SandboxSession,
+    SandboxTimeoutError,
+)
+
+# Egress is probed only through the package index's own client, as the project's rules require.
+PIP_EGRESS = (
+    "import subprocess, sys\n"
+    "r = subprocess.run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-cache-dir', '-d', '/tmp/dl',"
+    " '--timeout', '5', '--retries', '0', 'six==1.16.0'], capture_output=True, text=True)\n"
+    "print('EGRESS', r.returncode)\n"
+)
+
+
+def assert_no_egress(stdout: str) -> None:
+    assert "EGRESS" in stdout, stdout
+    assert "EGRESS 0" not in stdout
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[SandboxSession]:
+    with SandboxSession(lang="python") as opened:
+        yield opened
+
+
+def _status_field(session: SandboxSession, name: str) -> str:
+    output = session.execute_command(f"grep '^{name}:' /proc/self/status").stdout
+    return output.split(":", 1)[1].strip()
+
+
+def test_code_runs_unprivileged_without_capabilities(session: SandboxSession) -> None:
+    assert session.execute_command("id -u").stdout.strip() == "65534"
+    assert _status_field(session, "CapEff") == "0000000000000000"
+    assert _status_field(session, "CapBnd") == "0000000000000000"
+    assert _status_field(session, "NoNewPrivs") == "1"
+
+
+def test_pid_one_is_an_init_owned_by_root(session: SandboxSession) -> None:
+    assert "docker-init" in session.execute_command("cat /proc/1/cmdline | tr '\\0' ' '").stdout
+    assert session.execute_command("stat -c %u /proc/1").stdout.strip() == "0"
+
+
+def test_pid_one_cannot_be_killed_or_traced(session: SandboxSession) -> None:
+    killed = session.execute_command("kill -9 1; echo rc=$?")
+    assert "rc=1" in killed.stdout
+    traced = session.run(
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.ptrace(16, 1, 0, 0), ctypes.get_errno())"  # PTRACE_ATTACH
+    )
+    assert traced.stdout.split()[0] == "-1"
+    assert session.run("print('alive')").stdout == "alive\n"
+
+
+def test_privilege_escalation_attempts_fail(session: SandboxSession) -> None:
+    for command in (
+        "mount -t tmpfs none /mnt",
+        "chroot / true",
+        "unshare -r true",
+        "su -c true root </dev/null",
+    ):
+        assert session.execute_command(command).exit_code != 0, command
+
+
+def test_no_engine_socket_and_no_host_secrets(session: SandboxSession) -> None:
+    listing = session.execute_command("ls /var/run/docker.sock /run/docker.sock /run/podman 2>&1; env").stdout
+    assert "No such file" in listing
+    assert "DOCKER_HOST" not in listing
+    assert "AWS_" not in listing
+
+
+def test_user_code_has_no_network_by_default(session: SandboxSession) -> None:
+    assert_no_egress(session.run(PIP_EGRESS, timeout=60).stdout)
+
+
+def test_install_gets_the_network_for_its_duration_only(session: SandboxSession) -> None:
+    result = session.run("import six\nprint(six.__name__)", libraries=["six"])
+    assert result.stdout == "six\n"
+    assert_no_egress(session.run(PIP_EGRESS, timeout=60).stdout)
+
+
+def test_full_network_allows_egress() -> None:
+    with SandboxSession(lang="python", network="full") as session:
+        assert "EGRESS 0" in session.run(PIP_EGRESS, timeout=120).stdout
+
+
+def test_fork_bomb_is_contained_and_the_next_run_works(session: SandboxSession) -> None:
+    bomb = "import os\nwhile True:\n    os.fork()\n"
+    with pytest.raises((ProcessLimitError, SandboxTimeoutError)):
+        session.run(bomb, timeout=10)
+    assert session.run("print('after bomb')").stdout == "after bomb\n"
+
+
+def test_memory_bomb_is_reported_as_such(session: SandboxSession) -> None:
+    with pytest.raises(MemoryLimitError) as raised:
+        session.run("blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 1024 * 1024))\n", timeout=60)
+    assert isinstance(raised.value, MemoryError)
+    assert raised.value.output is not None and raised.value.output.exit_code == 137
+    assert session.run("print('after oom')").stdout == "after oom\n"
+
+
+def test_giant_file_hits_the_file_size_limit(session: SandboxSession) -> None:
+    with pytest.raises(DiskLimitError):
+        session.execute_command("truncate -s 50G /sandbox/huge")
+    session.execute_command("rm -f /sandbox/huge")
+
+
+def test_filling_tmp_and_dev_shm_stays_inside_the_sandbox(session: SandboxSession) -> None:
+    for target in ("/tmp/fill", "/dev/shm/fill", "/sandbox/fill"):
+        result = session.execute_command(f"head -c 80M /dev/zero > {target}; echo rc=$?; rm -f {target}")
+        assert "rc=" in result.stdout
+    assert session.run("print('after fill')").stdout == "after fill\n"
+
+
+def test_labels_mark_the_container_for_cleanup(session: SandboxSession, docker_client: Any) -> None:
+    labels = docker_client.containers.get(session.container_id).labels
+    assert labels["io.llm-sandbox.managed"] == "true"
+    assert labels["io.llm-sandbox.session"] == session.session_id
+    assert labels["io.llm-sandbox.owner-pid"].isdigit()
+    assert labels["io.llm-sandbox.created-at"].isdigit()
+
+
+def test_engine_keeps_no_log_of_the_output(session: SandboxSession, docker_client: Any) -> None:
+    config = docker_client.api.inspect_container(session.container_id)["HostConfig"]
+    assert config["LogConfig"]["Type"] == "none"
+    assert config["PidsLimit"] == 256
+    assert config["Memory"] == config["MemorySwap"] == 1024**3
+    assert config["NetworkMode"] == "none"
