@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set the machine up (scripts/setup.sh), then run every check: ruff lint, ruff format check, mypy, pytest.
+# Arguments go to pytest (for example: scripts/test.sh tests/unit -x). Every check runs even when an earlier one
+# fails; the exit status is non-zero when any of them failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+
+failed=()
+check() {
+    printf '\n==> %s\n' "$*"
+    if ! "$@"; then
+        failed+=("$*")
+    fi
+}
+
+check .venv/bin/ruff check .
+check .venv/bin/ruff format --check .
+check .venv/bin/mypy
+check .venv/bin/pytest "$@"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    printf '\nFAILED:\n' >&2
+    printf '  %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+printf '\nall checks passed\n'

@@ -1,0 +1,80 @@
+"""Find and remove sandboxes that a crashed or killed process left behind, by their labels.
+
+A container the library creates carries its owner's pid and host name. ``sweep()`` removes the ones whose owner
+process no longer exists on this host (or every labelled one older than ``older_than`` seconds), so a reaper can
+run it at start-up or from cron::
+
+    python -m llm_sandbox.cleanup            # remove orphans of dead processes on this host
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from llm_sandbox.backends.docker_errors import engine_errors
+from llm_sandbox.lifecycle import LABEL_PREFIX, MANAGED_LABEL
+
+logger = logging.getLogger(__name__)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_orphan(labels: dict[str, str], *, older_than: float | None = None, now: float | None = None) -> bool:
+    """Whether a labelled container belongs to nobody alive (or is older than ``older_than`` seconds)."""
+    created = labels.get(f"{LABEL_PREFIX}.created-at", "")
+    if older_than is not None and created.isdigit():
+        return (now or time.time()) - int(created) > older_than
+    if labels.get(f"{LABEL_PREFIX}.owner-host") != socket.gethostname():
+        return False  # another host's process: we cannot tell whether it lives
+    owner = labels.get(f"{LABEL_PREFIX}.owner-pid", "")
+    return owner.isdigit() and not _pid_alive(int(owner))
+
+
+def sweep(client: Any = None, *, older_than: float | None = None) -> list[str]:
+    """Remove orphaned library containers on a Docker-compatible engine; return the removed ids."""
+    from llm_sandbox.backends.oci import default_docker_client
+
+    owned_client = client is None
+    client = client or default_docker_client()
+    removed: list[str] = []
+    try:
+        with engine_errors("listing the library's containers"):
+            containers = client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
+        for container in containers:
+            if not is_orphan(dict(container.labels), older_than=older_than):
+                continue
+            logger.info("removing orphaned sandbox %s", container.short_id)
+            with engine_errors(f"removing {container.short_id}"):
+                container.remove(force=True, v=True)
+            removed.append(str(container.id))
+    finally:
+        if owned_client:
+            client.close()
+    return removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llm_sandbox.cleanup", description=__doc__.splitlines()[0])
+    parser.add_argument("--older-than", type=float, help="remove every library container older than this (seconds)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    removed = sweep(older_than=args.older_than)
+    print(f"removed {len(removed)} orphaned sandbox container(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
