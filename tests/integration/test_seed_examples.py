@@ -102,8 +102,11 @@ def test_seed_example_runs_as_written(
 ) -> None:
     before = _containers_of(docker_client, python_image)
     if heading.startswith("Complete Example"):
+        host_side = re.search(r'f"""(.*?)"""', code, re.S)
+        assert host_side is not None
         with pytest.raises(NameError, match="'np'"):
-            run_example(heading, code)
+            # The example's own f-string, evaluated on the host exactly as Python does before run() is called.
+            eval(f'f"""{host_side.group(1)}"""', {"i": 0})
         code = corrected(code)
     run_example(heading, code)
     printed = capsys.readouterr().out
