@@ -44,6 +44,7 @@ class GuestRunner:
         self._options = options
         self._link: GuestLink | None = None
         self.info: dict[str, Any] = {}
+        self.died = False  # the container stopped: a new one is needed (the session makes it, for owned ones)
 
     def start(self) -> None:
         owned = self._backend.owned
@@ -80,11 +81,7 @@ class GuestRunner:
             self._link.close()
             self._link = None
         if not self._backend.is_running():
-            raise SandboxDiedError(
-                "the sandbox container is no longer running; open a new session"
-                if self._backend.owned
-                else "the attached container is no longer running; start it and open a new session"
-            )
+            raise self._died()
         logger.info("restarting the sandbox's helper")
         self.start()
         assert self._link is not None
@@ -161,13 +158,17 @@ class GuestRunner:
             reply = link.request(request, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
         except GuestLinkError as error:
             if not self._backend.is_running():
-                raise SandboxDiedError("the sandbox container stopped while running the request") from error
-            raise SandboxTimeoutError(
-                f"the sandbox did not answer within {timeout} s (plus grace); its helper was restarted",
-                None,
-                timeout,
+                raise self._died() from error
+            raise ContainerError(
+                f"the sandbox's helper stopped answering ({error}); it is restarted on the next call"
             ) from error
         return _outcome(reply, timeout)
+
+    def _died(self) -> SandboxDiedError:
+        self.died = True
+        if self._backend.owned:
+            return SandboxDiedError("the sandbox container stopped running; the next call creates a new one")
+        return SandboxDiedError("the attached container stopped running; start it and open a new session")
 
 
 def _outcome(reply: Reply, timeout: float | None) -> ConsoleOutput:

@@ -173,6 +173,13 @@ class SandboxSession:
         runner = self._runner
         if runner is None:
             raise NotOpenSessionError("the session is not open: use `with SandboxSession(...)` or call open() first")
+        if runner.died and self._backend is not None and self._backend.owned:
+            # The sandbox the session created is gone (killed, or its engine restarted): make a fresh one.
+            logger.warning("session %s: the sandbox died; creating a new one", self.session_id[:12])
+            self._teardown()
+            self.open()
+            assert self._runner is not None
+            runner = self._runner
         timeout = self.options.session_timeout
         if timeout is not None and time.monotonic() - self._opened_at > timeout:
             self.close()

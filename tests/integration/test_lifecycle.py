@@ -15,6 +15,7 @@ import pytest
 from llm_sandbox import (
     ContainerError,
     ImagePullError,
+    SandboxDiedError,
     SandboxSession,
     SandboxTimeoutError,
 )
@@ -130,3 +131,13 @@ def test_session_timeout_closes_the_session() -> None:
         with pytest.raises(SandboxTimeoutError, match="session_timeout"):
             session.run("print(1)")
         assert not session.is_open
+
+
+def test_a_dead_sandbox_is_reported_then_replaced(docker_client: Any) -> None:
+    with SandboxSession(lang="python") as session:
+        first = session.container_id
+        docker_client.containers.get(first).kill()
+        with pytest.raises(SandboxDiedError):
+            session.run("print(1)")
+        assert session.run("print('fresh')").stdout == "fresh\n"
+        assert session.container_id != first
