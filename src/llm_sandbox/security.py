@@ -198,7 +198,7 @@ def _modules(severity: SecurityIssueSeverity, description: str, *names: str) -> 
 _DESTRUCTIVE = _patterns(
     _S.HIGH,
     (
-        r"\brm\s+-(?=[a-zA-Z]*[rR])[a-zA-Z]+\s+(?:-\S+\s+)*/(?=[\s*\"'`;)]|$)",
+        r"\brm\s+(?=[^\n/]{0,60}?(?:-[a-zA-Z]*[rR]|--recursive))(?:-{1,2}[\w-]+\s+){1,4}/(?=[\s*\"'`;)]|$)",
         "Recursive delete of the filesystem root",
     ),
     (r"\bmkfs(?:\.\w+)?\b", "Formats a filesystem (mkfs)"),
@@ -210,7 +210,8 @@ _DESTRUCTIVE = _patterns(
 _PROCESS = _patterns(
     _S.HIGH,
     (r"\bos\s*\.\s*(?:system|popen|exec[lv]p?e?|spawn[lv]p?e?|posix_spawnp?)\s*\(", "Runs a program via os"),
-    (r"\b(?:system2?|popen|_popen|_wsystem)\s*\(", "Runs a shell command (system/popen)"),
+    # "(?!\s*\))": an empty call such as platform.system() runs nothing.
+    (r"\b(?:system2?|popen|_popen|_wsystem)\s*\((?!\s*\))", "Runs a shell command (system/popen)"),
     (r"\bexec[lv]p?e?\s*\(", "Replaces the process with another program (exec family)"),
     (r"\bRuntime\s*\.\s*getRuntime\s*\(\s*\)\s*\.\s*exec\s*\(|\bProcessBuilder\b", "Runs a program (Java)"),
     (r"\bexec\s*\.\s*Command(?:Context)?\s*\(", "Runs a program (Go os/exec)"),
@@ -292,7 +293,7 @@ def get_security_policy(name: str) -> SecurityPolicy:
     * ``production`` (MEDIUM): also dynamic ``eval``/``exec``, file deletion, native code, network modules.
     * ``strict`` (LOW): also environment access, file writes and broad modules such as ``os`` and ``fs``.
     """
-    key = name.strip().lower() if isinstance(name, str) else name
+    key = name.strip().lower() if isinstance(name, str) else ""
     if key not in _PRESETS:
         raise ValidationError(f"unknown security policy {name!r}; known policies: {', '.join(PRESET_NAMES)}")
     threshold, entries = _PRESETS[key]
