@@ -22,23 +22,18 @@ from llm_sandbox.images import (
     default_image,
     normalize_language,
 )
-from llm_sandbox.images import builder as builder_module
+from llm_sandbox.images import engines as engines_module
+from llm_sandbox.images import rootfs as rootfs_module
 from llm_sandbox.images.__main__ import main
-from llm_sandbox.images.builder import (
+from llm_sandbox.images.builder import ImageBuilder, resolve_languages
+from llm_sandbox.images.engines import CliEngine, ImageInfo
+from llm_sandbox.images.recipes import ImageStep, image_plan, layer_hash, recipe_text, rootfs_hash
+from llm_sandbox.images.rootfs import (
     DEFAULT_MIRROR,
-    CliEngine,
-    ImageBuilder,
-    ImageInfo,
-    ImageStep,
     apt_source_files,
     extra_certificates,
-    image_plan,
-    layer_hash,
     parse_debian_mirror,
-    recipe_text,
     remove_scratch,
-    resolve_languages,
-    rootfs_hash,
 )
 
 # ---------------------------------------------------------------------------------------------------------
@@ -388,7 +383,7 @@ class NoDebootstrapBuilder(ImageBuilder):
 
 @pytest.fixture
 def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(builder_module, "SCRATCH_PARENT", tmp_path)
+    monkeypatch.setattr(rootfs_module, "SCRATCH_PARENT", tmp_path)
     return tmp_path
 
 
@@ -538,7 +533,7 @@ def test_cli_engine_names_and_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_cli_engine_build_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(builder_module, "SCRATCH_PARENT", tmp_path)
+    monkeypatch.setattr(rootfs_module, "SCRATCH_PARENT", tmp_path)
     monkeypatch.setattr(shutil, "which", lambda name, path=None: f"/usr/sbin/{name}")
     seen: list[tuple[list[str], str, Mapping[str, str] | None]] = []
 
@@ -547,7 +542,7 @@ def test_cli_engine_build_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         assert (context / "Dockerfile").read_text(encoding="utf-8") == "FROM x\n"
         seen.append((list(argv), what, env))
 
-    monkeypatch.setattr(builder_module, "_run_streaming", fake_streaming)
+    monkeypatch.setattr(engines_module, "run_streaming", fake_streaming)
     CliEngine("docker", FakeRunner({})).build(
         "llm-sandbox/go:bookworm", "FROM x\n", {"BASE_IMAGE": "b"}, {"l": "v"}, True
     )
@@ -603,7 +598,7 @@ def test_a_failed_debootstrap_leaves_no_scratch_directory(monkeypatch: pytest.Mo
     fake.chmod(0o755)
     scratch_parent = tmp_path / "scratch"
     scratch_parent.mkdir()
-    monkeypatch.setattr(builder_module, "SCRATCH_PARENT", scratch_parent)
+    monkeypatch.setattr(rootfs_module, "SCRATCH_PARENT", scratch_parent)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(shutil, "which", lambda name, path=None: str(fake) if name == "debootstrap" else None)
     engine = FakeEngine()

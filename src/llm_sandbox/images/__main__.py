@@ -23,6 +23,7 @@ from types import FrameType
 from llm_sandbox.errors import SandboxError
 from llm_sandbox.images import BUILD_ENGINES, IMAGE_LANGUAGES
 from llm_sandbox.images.builder import ImageBuilder, ImageState, resolve_languages
+from llm_sandbox.images.transfer import copy_images
 
 log = logging.getLogger("llm_sandbox.images")
 
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"languages to build: {', '.join(IMAGE_LANGUAGES)} or all (default: python)",
     )
 
+    copy = commands.add_parser("copy", help="copy built images to another engine (docker save | podman load)")
+    copy.add_argument("--from", dest="source", choices=BUILD_ENGINES, default="docker")
+    copy.add_argument("--to", dest="target", choices=BUILD_ENGINES, default="podman")
+    copy.add_argument("languages", nargs="*", metavar="LANG", help="languages (default: python; 'all' for every one)")
     listing = commands.add_parser("list", help="show each image: present, absent or stale")
     listing.add_argument("--engine", choices=BUILD_ENGINES, default="docker", help="container engine (default: docker)")
     return parser
@@ -84,10 +89,21 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds like Ctrl-C, so scratch directories are removed
 
 
+def _copy(languages: Sequence[str], source: str, target: str) -> int:
+    try:
+        copy_images(resolve_languages(languages or ["python"]), source, target)
+    except SandboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if args.command == "copy":
+        return _copy(args.languages, args.source, args.target)
     try:
         if args.command == "build":
             languages = resolve_languages(args.languages or ["python"])
