@@ -1,0 +1,185 @@
+"""Benchmark worker: imports whichever ``llm_sandbox`` its interpreter has and times one operation per request.
+
+Started by ``compare_reference.py`` once per side (ours or the reference), each with its own interpreter, because
+both packages share the import name. Requests arrive as JSON lines on stdin, answers leave as JSON lines on the
+original stdout; anything the library prints goes to stderr so it can never corrupt the protocol. Every timing
+is taken here with ``time.perf_counter`` around the library call alone, so the pipe round trip is excluded.
+
+This file must run unchanged under both libraries: it touches only the API they share (``SandboxSession`` with
+``lang``/``image``/``container_id``, ``open``/``close``/context manager, ``run``, ``execute_command``).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from llm_sandbox import SandboxSession
+
+CODE = "print('hi')"
+COMMAND = "echo hi"
+EXPECTED = "hi\n"
+
+
+class BenchmarkError(RuntimeError):
+    """A measured operation did not produce the right output: its timing would be meaningless."""
+
+
+def check(what: str, result: Any) -> None:
+    stdout = getattr(result, "stdout", None)
+    exit_code = getattr(result, "exit_code", None)
+    if stdout != EXPECTED or exit_code != 0:
+        stderr = getattr(result, "stderr", None)
+        raise BenchmarkError(
+            f"{what}: expected stdout {EXPECTED!r} and exit 0, got {stdout!r} exit {exit_code!r}; stderr {stderr!r}"
+        )
+
+
+class Worker:
+    def __init__(self, side: str) -> None:
+        self.side = side
+        self.session: Any = None
+
+    def container_of(self, session: Any) -> str:
+        # Ours exposes ``container_id``; the reference keeps the docker SDK container object.
+        if self.side == "reference":
+            return str(session.container.id)
+        return str(session.container_id)
+
+    # Long-lived session for the "run" and "exec" workloads -----------------------------------------------------
+
+    def op_open(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.session is not None:
+            raise BenchmarkError("a session is already open")
+        started = time.perf_counter()
+        session = SandboxSession(lang="python", image=request["image"])
+        session.open()
+        seconds = time.perf_counter() - started
+        self.session = session
+        return {"seconds": seconds, "containers": [self.container_of(session)]}
+
+    def op_run(self, _request: dict[str, Any]) -> dict[str, Any]:
+        session = self.require_session()
+        started = time.perf_counter()
+        result = session.run(CODE)
+        seconds = time.perf_counter() - started
+        check("run", result)
+        return {"seconds": seconds}
+
+    def op_exec(self, _request: dict[str, Any]) -> dict[str, Any]:
+        session = self.require_session()
+        started = time.perf_counter()
+        result = session.execute_command(COMMAND)
+        seconds = time.perf_counter() - started
+        check("execute_command", result)
+        return {"seconds": seconds}
+
+    def op_close(self, _request: dict[str, Any]) -> dict[str, Any]:
+        session = self.require_session()
+        self.session = None
+        started = time.perf_counter()
+        session.close()
+        return {"seconds": time.perf_counter() - started}
+
+    def require_session(self) -> Any:
+        if self.session is None:
+            raise BenchmarkError("no session is open: send 'open' first")
+        return self.session
+
+    # Whole life cycles ------------------------------------------------------------------------------------------
+
+    def op_new(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.cycle({"lang": "python", "image": request["image"]}, "new container")
+
+    def op_attach(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.cycle({"container_id": request["container_id"], "lang": "python"}, "attached container")
+
+    def cycle(self, kwargs: dict[str, Any], what: str) -> dict[str, Any]:
+        containers: list[str] = []
+        started = time.perf_counter()
+        with SandboxSession(**kwargs) as session:
+            opened = time.perf_counter()
+            result = session.run(CODE)
+            ran = time.perf_counter()
+            containers.append(self.container_of(session))
+        closed = time.perf_counter()
+        check(f"run in a {what}", result)
+        phases = {"open": opened - started, "run": ran - opened, "close": closed - ran}
+        return {"seconds": closed - started, "phases": phases, "containers": containers}
+
+    # Profiling (never during measured repetitions) --------------------------------------------------------------
+
+    def op_profile(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = self.handler(request["target"])
+        profiler = cProfile.Profile()
+        containers: list[str] = []
+        for _ in range(int(request["reps"])):
+            profiler.enable()
+            try:
+                answer = target(request)
+            finally:
+                profiler.disable()
+            containers.extend(answer.get("containers", []))
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats(request.get("sort", "cumulative")).print_stats(int(request.get("lines", 25)))
+        return {"seconds": 0.0, "profile": text.getvalue(), "containers": containers}
+
+    def op_hello(self, _request: dict[str, Any]) -> dict[str, Any]:
+        import llm_sandbox
+
+        return {"seconds": 0.0, "module": llm_sandbox.__file__, "pid": os.getpid()}
+
+    def handler(self, name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        method = getattr(self, f"op_{name}", None)
+        if method is None:
+            raise BenchmarkError(f"unknown operation {name!r}")
+        return method  # type: ignore[no-any-return]
+
+    def shutdown(self) -> None:
+        if self.session is not None:
+            session, self.session = self.session, None
+            session.close()
+
+
+def serve(side: str, requests: TextIO, answers: TextIO) -> None:
+    worker = Worker(side)
+    try:
+        for line in requests:
+            if not line.strip():
+                continue
+            request: dict[str, Any] = json.loads(line)
+            if request["op"] == "shutdown":
+                break
+            try:
+                answer = {"ok": True, **worker.handler(request["op"])(request)}
+            except Exception as error:
+                traceback.print_exc(file=sys.stderr)
+                answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+            answers.write(json.dumps(answer) + "\n")
+            answers.flush()
+    finally:
+        worker.shutdown()
+
+
+def main() -> None:
+    if len(sys.argv) != 2 or sys.argv[1] not in {"ours", "reference"}:
+        raise SystemExit("usage: bench_worker.py ours|reference")
+    # Keep the protocol on a private copy of stdout and send everything else (library prints) to stderr.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    serve(sys.argv[1], sys.stdin, answers)
+
+
+if __name__ == "__main__":
+    main()
