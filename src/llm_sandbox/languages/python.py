@@ -31,6 +31,7 @@ LANGUAGE = Language(
     ),
     library_pattern=PIP_REQUIREMENT,
     library_hint="a package name with optional extras and version specifiers, e.g. 'numpy' or 'requests>=2.31'",
+    compile_error=re.compile(r"^(?:SyntaxError|IndentationError|TabError): ", re.MULTILINE),
     # Debian's system Python refuses pip installs (PEP 668); in an attached container the caller asked for it.
     environment={"PIP_BREAK_SYSTEM_PACKAGES": "1", "PYTHONDONTWRITEBYTECODE": "1"},
 )

@@ -1,0 +1,49 @@
+"""C++: g++ (C++17) compiles into the run's temporary folder, then the binary replaces the shell.
+
+``CXXFLAGS`` and ``LDLIBS`` from the container's environment (``runtime_configs={"environment": {...}}``) are
+added to the g++ command line, word-split, so that code can link installed libraries (``LDLIBS=-lfmt``).
+
+Libraries are Debian packages (``apt-get install``), run as root through the engine while the install's network
+window is open. In a container the library created, root has no capabilities; apt copes when it is told not to
+drop privileges to its ``_apt`` user (``APT::Sandbox::User=root``) and to download into a folder root owns (its
+own cache folder belongs to ``_apt``, and root cannot write there without CAP_DAC_OVERRIDE). Packages whose
+maintainer scripts need capabilities (chown to other users, setcap) fail with dpkg's message.
+"""
+
+from __future__ import annotations
+
+import re
+
+from llm_sandbox.languages.base import Language
+
+# "$1" is the run's folder. set -f: the flags are split into words but never globbed.
+COMPILE_AND_RUN = (
+    'set -f; g++ -std=c++17 -O2 -pipe ${CXXFLAGS-} -o "$1/main" "$1/main.cpp" ${LDLIBS-} && set +f && exec "$1/main"'
+)
+
+# "$@" are the validated package names. --no-remove: an install never takes packages (the compiler) away.
+APT_INSTALL = (
+    'cache=$(mktemp -d) || exit; trap \'rm -rf "$cache"\' EXIT; mkdir "$cache/partial" || exit; '
+    "run_apt() { DEBIAN_FRONTEND=noninteractive apt-get -q -o APT::Sandbox::User=root "
+    '-o "Dir::Cache::Archives=$cache" "$@"; }; '
+    'run_apt update && run_apt install -y --no-install-recommends --no-remove "$@"'
+)
+
+# A Debian package name, optionally :arch and =version. It must end in a letter, digit or '+': apt reads a
+# trailing '-' as "remove this package". No '/' (release pins, paths), no leading '-' (options).
+DEBIAN_PACKAGE = re.compile(
+    r"[a-z0-9][a-z0-9.+-]*[a-z0-9+](?::[a-z0-9-]*[a-z0-9])?(?:=[A-Za-z0-9.+~:-]*[A-Za-z0-9+~])?"
+)
+
+INSTALL_TIMEOUT_S = 900
+
+LANGUAGE = Language(
+    name="cpp",
+    file_name="main.cpp",
+    run=("/bin/sh", "-c", COMPILE_AND_RUN, "sh", "{dir}"),
+    install=("timeout", "-k", "10", str(INSTALL_TIMEOUT_S), "/bin/sh", "-c", APT_INSTALL, "sh", "{libraries}"),
+    library_pattern=DEBIAN_PACKAGE,
+    library_hint="a Debian package name, optionally with =version, e.g. 'libfmt-dev' or 'libboost-dev'",
+    compile_error=re.compile(r"main\.cpp:\d+:\d+: error: "),
+    install_user="0",
+)

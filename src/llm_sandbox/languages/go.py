@@ -1,0 +1,48 @@
+"""Go: ``go build`` into the run's temporary folder, then the binary replaces the shell (its exit code is the run's).
+
+Runs start in the workdir, so a ``go.mod`` there is the main module of every run: modules installed into it are
+importable by the code. ``go run`` is not used because it reports every non-zero exit of the program as 1.
+
+Installs: ``go get`` with the module proxy from the environment (GOPROXY), into ``{workdir}/go.mod`` (created as
+module ``sandbox`` on first use). A local module (a folder under the workdir holding a ``go.mod``) is added with a
+``replace`` directive, which needs no network.
+"""
+
+from __future__ import annotations
+
+import re
+
+from llm_sandbox.languages.base import Language
+
+COMPILE_AND_RUN = 'go build -o "$1/main" "$1/main.go" && exec "$1/main"'
+
+# "$@" are the validated module paths or local folders (absolute, under the workdir).
+GO_GET = (
+    "[ -f go.mod ] || go mod init sandbox || exit; "
+    "for lib do case $lib in "
+    '/*) [ -f "$lib/go.mod" ] || { echo "$lib holds no go.mod: not a Go module" >&2; exit 1; }; '
+    'mod=$(cd "$lib" && go list -m) || exit; '
+    'go mod edit "-replace=$mod=$lib" "-require=$mod@v0.0.0-00010101000000-000000000000" || exit; '
+    'echo "added $mod from $lib";; '
+    '*) go get "$lib" || exit;; '
+    "esac; done"
+)
+
+# A module path whose first element is a domain (example.com/x/y), optionally @version, @latest or @none.
+GO_MODULE = re.compile(
+    r"[a-z0-9][a-z0-9-]*(?:\.[a-z0-9][a-z0-9-]*)+(?:/[A-Za-z0-9_~+-][A-Za-z0-9._~+-]*)*(?:@[A-Za-z0-9_+-][A-Za-z0-9._+-]*)?"
+)
+
+LANGUAGE = Language(
+    name="go",
+    file_name="main.go",
+    run=("/bin/sh", "-c", COMPILE_AND_RUN, "sh", "{dir}"),
+    install=("/bin/sh", "-c", GO_GET, "sh", "{libraries}"),
+    library_pattern=GO_MODULE,
+    library_hint="a module path, optionally with @version, e.g. 'golang.org/x/text@v0.14.0'",
+    compile_error=re.compile(r"main\.go:\d+:\d+: "),
+    # Never download a toolchain because a go.mod names a newer Go (Go >= 1.21 would).
+    environment={"GOTOOLCHAIN": "local"},
+    local_source=re.compile(r".+"),
+    local_hint="the absolute path of a local module folder (holding a go.mod)",
+)

@@ -1,0 +1,35 @@
+"""Java: JDK 17 single-file source launch (``java Main.java``): compiled in memory and run in one JVM.
+
+The launcher runs the first top-level class of the file, whatever its name (``public class Solution`` in
+``Main.java`` is fine); that class must declare ``main``, as with any ``java File.java``. Jars in ``{workdir}/lib``
+are on the class path of every run (``CLASSPATH``).
+
+Libraries: there is nothing to install with. A Java user expects Maven coordinates resolved with their transitive
+dependencies by Maven or Gradle; the image has neither (and here Maven Central is unreachable). Rather than a
+resolver that silently skips transitive dependencies, ``install`` refuses and says how to add jars.
+"""
+
+from __future__ import annotations
+
+import re
+
+from llm_sandbox.languages.base import Language
+
+# Maven coordinates (group:artifact[:version]): recognised so that the refusal explains itself.
+MAVEN_COORDINATES = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*:[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_.+-]+)?")
+
+LANGUAGE = Language(
+    name="java",
+    file_name="Main.java",
+    run=("java", "{file}"),
+    install=None,
+    library_pattern=MAVEN_COORDINATES,
+    library_hint="Maven coordinates 'group:artifact:version'",
+    compile_error=re.compile(r"^error: compilation failed$", re.MULTILINE),
+    environment={"CLASSPATH": "{workdir}/lib/*"},
+    no_install_reason=(
+        "Java dependencies need Maven or Gradle to resolve them (with their transitive dependencies), and the "
+        "Java image has neither; copy the jars into the workdir's lib/ folder instead (for example with "
+        "copy_to_runtime('dep.jar', '<workdir>/lib/dep.jar')): every jar there is on the class path of each run"
+    ),
+)
