@@ -8,6 +8,8 @@
 #   3. creates .venv (with the first python3 on PATH, >= 3.10; else Debian's) and installs the project with
 #      pip install -e '.[dev]' (again only when pyproject.toml changed)
 #   4. builds the sandbox images the tests need: python, or the languages in $LLM_SANDBOX_LANGS ("all" = every one)
+#   5. with LLM_SANDBOX_PODMAN=1: installs Podman (runc, catatonit), writes /etc/containers/containers.conf when
+#      it is missing, starts the Podman API service on /run/podman/podman.sock and copies the images to Podman
 #
 # Runs as root on a new machine (installing packages, starting dockerd and the first image build need root).
 set -euo pipefail
@@ -17,6 +19,11 @@ cd "$REPO_ROOT"
 
 PACKAGES=(docker.io debootstrap python3 python3-venv python3-pip ca-certificates iproute2)
 read -r -a EXTRA_PACKAGES <<<"${LLM_SANDBOX_EXTRA_PACKAGES:-}"
+WITH_PODMAN="${LLM_SANDBOX_PODMAN:-0}"
+if [ "$WITH_PODMAN" = 1 ]; then
+    PACKAGES+=(podman catatonit runc)
+fi
+PODMAN_SOCKET=/run/podman/podman.sock
 read -r -a LANGS <<<"${LLM_SANDBOX_LANGS:-python}"
 VENV="$REPO_ROOT/.venv"
 PYPROJECT_STAMP="$VENV/.llm-sandbox-pyproject.sha256"
@@ -76,7 +83,8 @@ else
     else
         need_root "starting dockerd"
         say "starting dockerd (log: $DOCKERD_LOG)"
-        setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        # From /: the engine and its shims write files (an "oom" marker, for one) in their working directory.
+        (cd / && setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &)
     fi
     for _ in $(seq 1 120); do
         docker_ready && break
@@ -156,5 +164,40 @@ fi
 # --- 4. Sandbox images -----------------------------------------------------------------------------------------
 say "images: ${LANGS[*]}"
 "$VENV/bin/python" -m llm_sandbox.images build "${LANGS[@]}"
+
+# --- 5. Podman (optional) --------------------------------------------------------------------------------------
+podman_ready() { podman --url "unix://$PODMAN_SOCKET" version >/dev/null 2>&1; }
+
+if [ "$WITH_PODMAN" = 1 ]; then
+    # crun refuses this machine's cgroup layout and Podman's default ulimits exceed the host's hard limits.
+    if [ ! -e /etc/containers/containers.conf ]; then
+        need_root "writing /etc/containers/containers.conf"
+        mkdir -p /etc/containers
+        cat >/etc/containers/containers.conf <<'EOF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=16384:16384"]
+init_path = "/usr/bin/catatonit"
+
+[engine]
+runtime = "runc"
+EOF
+        say "wrote /etc/containers/containers.conf"
+    fi
+    if podman_ready; then
+        say "Podman service running"
+    else
+        need_root "starting the Podman service"
+        mkdir -p "$(dirname "$PODMAN_SOCKET")"
+        say "starting the Podman service on $PODMAN_SOCKET (log: /var/log/podman-service.log)"
+        (cd / && setsid nohup podman system service --time=0 "unix://$PODMAN_SOCKET" >>/var/log/podman-service.log 2>&1 </dev/null &)
+        for _ in $(seq 1 60); do
+            podman_ready && break
+            sleep 0.5
+        done
+        podman_ready || die "the Podman service did not answer within 30 s; see /var/log/podman-service.log"
+    fi
+    # The contract suite runs Python on Podman; the other languages run on Docker.
+    "$VENV/bin/python" -m llm_sandbox.images copy --to podman "${LLM_SANDBOX_PODMAN_LANGS:-python}"
+fi
 
 say "done in ${SECONDS}s"

@@ -6,6 +6,10 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The suite runs its contract tests on Docker and on Podman.
+export LLM_SANDBOX_PODMAN="${LLM_SANDBOX_PODMAN:-1}"
+# Every language's image: the language suite runs in all seven.
+export LLM_SANDBOX_LANGS="${LLM_SANDBOX_LANGS:-all}"
 bash scripts/setup.sh
 
 failed=()

@@ -4,7 +4,9 @@ A container the library creates carries its owner's pid and host name. ``sweep()
 process no longer exists on this host (or every labelled one older than ``older_than`` seconds), so a reaper can
 run it at start-up or from cron::
 
-    python -m llm_sandbox.cleanup            # remove orphans of dead processes on this host
+    python -m llm_sandbox.cleanup                       # orphans of dead processes on this host (Docker)
+    python -m llm_sandbox.cleanup --engine podman       # the same on Podman
+    python -m llm_sandbox.cleanup --engine kubernetes   # pods, by label, in the namespaces the credentials list
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import socket
 import time
 from typing import Any
 
-from llm_sandbox.backends.docker_errors import engine_errors
+from llm_sandbox.backends.engine_errors import engine_errors
 from llm_sandbox.lifecycle import LABEL_PREFIX, MANAGED_LABEL
 
 logger = logging.getLogger(__name__)
@@ -43,21 +45,29 @@ def is_orphan(labels: dict[str, str], *, older_than: float | None = None, now: f
     return owner.isdigit() and not _pid_alive(int(owner))
 
 
-def sweep(client: Any = None, *, older_than: float | None = None) -> list[str]:
-    """Remove orphaned library containers on a Docker-compatible engine; return the removed ids."""
-    from llm_sandbox.backends.oci import default_docker_client
+def sweep(client: Any = None, *, older_than: float | None = None, engine: str = "docker") -> list[str]:
+    """Remove orphaned library containers from a Docker or Podman engine; return the removed ids.
 
-    owned_client = client is None
-    client = client or default_docker_client()
+    ``client`` is a docker or podman SDK client; without one, the ``engine``'s default client is used.
+    """
+    if client is None:
+        from llm_sandbox.backends.docker_engine import default_docker_client
+        from llm_sandbox.backends.podman_engine import default_podman_client
+
+        client = default_podman_client() if engine == "podman" else default_docker_client()
+        owned_client = True
+    else:
+        owned_client = False
+        engine = "podman" if type(client).__module__.startswith("podman") else "docker"
     removed: list[str] = []
     try:
-        with engine_errors("listing the library's containers"):
+        with engine_errors("listing the library's containers", sdk=engine):
             containers = client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
         for container in containers:
             if not is_orphan(dict(container.labels), older_than=older_than):
                 continue
             logger.info("removing orphaned sandbox %s", container.short_id)
-            with engine_errors(f"removing {container.short_id}"):
+            with engine_errors(f"removing {container.short_id}", sdk=engine):
                 container.remove(force=True, v=True)
             removed.append(str(container.id))
     finally:
@@ -69,9 +79,15 @@ def sweep(client: Any = None, *, older_than: float | None = None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llm_sandbox.cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("--older-than", type=float, help="remove every library container older than this (seconds)")
+    parser.add_argument("--engine", choices=("docker", "podman", "kubernetes"), default="docker")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    removed = sweep(older_than=args.older_than)
+    if args.engine == "kubernetes":
+        from llm_sandbox.backends.kube_client import sweep_pods
+
+        removed = sweep_pods(older_than=args.older_than)
+    else:
+        removed = sweep(older_than=args.older_than, engine=args.engine)
     print(f"removed {len(removed)} orphaned sandbox container(s)")
     return 0
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from llm_sandbox.backends.base import Limits
 from llm_sandbox.backends.registry import BACKEND_SPECIFIC_OPTIONS, BackendEntry, get_backend_entry
-from llm_sandbox.backends.runtime_options import validate_runtime_configs
 from llm_sandbox.errors import UnknownOptionError, ValidationError
 from llm_sandbox.hints import did_you_mean
 from llm_sandbox.languages.base import Language
@@ -174,7 +173,13 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
     policy = raw["security_policy"]
     if policy is not None and not isinstance(policy, SecurityPolicy):
         raise ValidationError("security_policy must be a SecurityPolicy")
+    if raw["commit_container"] and not entry.can_commit:
+        raise UnknownOptionError(
+            f"commit_container means nothing for the {entry.name.value} backend (it cannot save a sandbox as an image)"
+        )
+    runtime_configs = entry.validate_runtime_configs(raw["runtime_configs"] or {})
     backend_options = {name: raw[name] for name in entry.options if name != "dockerfile" and raw.get(name) is not None}
+    backend_options.update({key: runtime_configs[key] for key in entry.runtime_backend_options & set(runtime_configs)})
     default_timeout = _timeout("default_timeout", raw["default_timeout"], DEFAULT_TIMEOUT_S)
     return SessionOptions(
         backend=entry,
@@ -186,7 +191,7 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
         backend_options=backend_options,
         workdir=workdir.rstrip("/") or "/",
         network=_network(raw["network"]),
-        runtime_configs=validate_runtime_configs(raw["runtime_configs"] or {}),
+        runtime_configs=runtime_configs,
         default_timeout=default_timeout,
         execution_timeout=_timeout("execution_timeout", raw["execution_timeout"], None),
         session_timeout=_timeout("session_timeout", raw["session_timeout"], None),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import marshal
 import struct
 import threading
 import time
@@ -20,6 +21,7 @@ from llm_sandbox.backends.base import DuplexStream
 from llm_sandbox.errors import SandboxDiedError
 
 HEADER = struct.Struct(">cI")
+MARSHAL_VERSION = 2  # plain values only; every Python 3 reads it
 # How long past a request's own limit the host waits for the guest before giving up on it.
 BACKSTOP_GRACE_S = 15.0
 
@@ -76,16 +78,21 @@ class GuestLink:
         timeout: float | None,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
+        payload: bytes | None = None,
     ) -> Reply:
-        """Send one request and wait for its reply; output goes to the callbacks as it arrives."""
+        """Send one request (and its binary ``payload``) and wait for the reply; output goes to the callbacks."""
         with self._lock:
             if self.broken:
                 raise GuestLinkError("the sandbox's helper is no longer reachable")
             self._next_id += 1
-            message = {**message, "id": self._next_id}
-            body = json.dumps(message).encode()
+            message = {**message, "id": self._next_id, "with_payload": payload is not None}
+            # marshal: the guest reads it with no import at all (it trusts us; we never unmarshal its data).
+            body = marshal.dumps(message, MARSHAL_VERSION)
+            frames = HEADER.pack(b"M", len(body)) + body
+            if payload is not None:
+                frames += HEADER.pack(b"B", len(payload)) + payload
             try:
-                self._stream.send(HEADER.pack(b"J", len(body)) + body)
+                self._stream.send(frames)
                 return self._collect(timeout, on_stdout, on_stderr)
             except (OSError, TimeoutError, GuestLinkError) as error:
                 self.broken = True

@@ -71,20 +71,26 @@ def bind(options: SessionOptions, session_id: str) -> tuple[Backend, str | None]
         image = options.image
         if options.dockerfile is not None:
             built = image = _build_from_dockerfile(backend, options.dockerfile)
-        elif image is None:
-            image = _default_image(backend, options)
-        backend.create(
-            ContainerSpec(
-                image=image,
-                command=keep_alive_command(options),
-                workdir=options.workdir,
-                code_user=code_user(options),
-                labels=labels_for(session_id),
-                network_enabled=options.network.value == "full",
-                limits=options.limits,
-                runtime_configs=options.runtime_configs,
-            )
+        spec = ContainerSpec(
+            image=image or default_image(options.language.name),
+            command=keep_alive_command(options),
+            workdir=options.workdir,
+            code_user=code_user(options),
+            labels=labels_for(session_id),
+            network_enabled=options.network.value == "full",
+            limits=options.limits,
+            runtime_configs=options.runtime_configs,
         )
+        try:
+            backend.create(spec)
+        except ImagePullError as error:
+            if image is not None:
+                raise
+            engine = options.backend.name.value
+            raise ImageNotFoundError(
+                f"the default {options.language.name} image {spec.image!r} is not available and cannot be pulled. "
+                f"Build it locally with: {build_hint(options.language.name, engine)}"
+            ) from error
         return backend, built
     except BaseException:
         try:
@@ -103,19 +109,6 @@ def _build_from_dockerfile(backend: Backend, dockerfile: str) -> str:
     logger.info("building %s from %s", tag, dockerfile)
     backend.build_image(dockerfile, tag)
     return tag
-
-
-def _default_image(backend: Backend, options: SessionOptions) -> str:
-    image = default_image(options.language.name)
-    try:
-        backend.ensure_image(image)
-    except ImagePullError as error:
-        engine = options.backend.name.value
-        raise ImageNotFoundError(
-            f"the default {options.language.name} image {image!r} is not available and cannot be pulled. "
-            f"Build it locally with: {build_hint(options.language.name, engine)}"
-        ) from error
-    return image
 
 
 class NetworkWindow:

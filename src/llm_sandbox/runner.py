@@ -8,6 +8,7 @@ timeout and output cap, kills every leftover process, and removes the folder.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from llm_sandbox.backends.base import Backend
@@ -19,6 +20,7 @@ from llm_sandbox.errors import (
     MemoryLimitError,
     ProcessLimitError,
     SandboxDiedError,
+    SandboxError,
     SandboxTimeoutError,
 )
 from llm_sandbox.guest import agent_source
@@ -28,8 +30,10 @@ from llm_sandbox.lifecycle import code_user
 logger = logging.getLogger(__name__)
 
 # Finds an interpreter for the helper without assuming where the image keeps it.
+# -I keeps the workdir and PYTHON* variables from shadowing the helper's stdlib modules; -S skips site-packages,
+# which the helper does not use (the code it runs gets the normal interpreter).
 LAUNCHER = (
-    'for p in python3 python; do if command -v "$p" >/dev/null 2>&1; then exec "$p" -c "$1"; fi; done; '
+    'for p in python3 python; do if command -v "$p" >/dev/null 2>&1; then exec "$p" -I -S -c "$1"; fi; done; '
     'echo "llm_sandbox: no python3 or python on PATH in this container" >&2; exit 127'
 )
 SIGXFSZ_EXIT = 128 + 25
@@ -62,12 +66,23 @@ class GuestRunner:
         except GuestLinkError as error:
             self._link.close()
             self._link = None
+            said = self._diagnose() or getattr(stream, "stderr_tail", b"").decode("utf-8", "replace").strip()
             raise ContainerError(
-                "could not start the library's helper in the container: it needs python3 (or python) on PATH "
-                f"and /bin/sh ({error})"
+                "could not start the library's helper in the container: it needs /bin/sh and python3 (or python) "
+                f"on PATH ({error}{'; it said: ' + said if said else ''})"
             ) from error
         self.info = reply.fields
         logger.debug("guest helper: %s", self.info)
+
+    def _diagnose(self) -> str:
+        """Why the helper could not start: run its interpreter lookup once, the same way, and report stderr."""
+        try:
+            probe = self._backend.exec(["/bin/sh", "-c", "command -v python3 || command -v python || exit 127"])
+        except SandboxError:
+            return ""
+        # Docker reports an exec whose program is missing on stdout ("OCI runtime exec failed: ...").
+        said = (probe.stderr or probe.stdout).decode("utf-8", "replace").strip()
+        return said or ("no python3 or python on PATH" if probe.exit_code else "")
 
     def close(self) -> None:
         if self._link is not None:
@@ -99,7 +114,7 @@ class GuestRunner:
     ) -> ConsoleOutput:
         language = self._options.language
         path = language.code_path()
-        argv = language.run_argv({"file": path, "dir": "{tmp}", "python": self.python})
+        argv = language.run_argv({"file": path, "dir": "{tmp}", "python": self.python, "workdir": self.workdir})
         files = [{"path": path, "content": code}]
         return self._exec(argv, self._options.workdir, timeout, on_stdout, on_stderr, files=files)
 
@@ -114,8 +129,30 @@ class GuestRunner:
     ) -> ConsoleOutput:
         return self._exec(argv, cwd or self._options.workdir, timeout, on_stdout, on_stderr)
 
+    def put(self, parent: str, archive: bytes) -> dict[str, Any]:
+        """Unpack a tar into ``parent`` as the code user; the reply names errno and the deepest existing folder."""
+        return self._ensure_link().request({"op": "put", "parent": parent}, timeout=300, payload=archive).fields
+
     def install_argv(self, libraries: list[str]) -> list[str]:
-        return self._options.language.install_argv(libraries, {"python": self.python})
+        return self._options.language.install_argv(libraries, {"python": self.python, "workdir": self.workdir})
+
+    def run_install(self, argv: list[str], *, timeout: float) -> ConsoleOutput:
+        """Run an install argv as the language's install user: the code user through the helper, else the engine."""
+        user = self._options.language.install_user
+        if user is None:
+            return self.run_argv(argv, cwd=None, timeout=timeout)
+        # Another user (root, for system package managers) cannot come from the helper, which runs as the code
+        # user: the engine runs it. The argv bounds its own time (the helper's timeout does not apply here).
+        started = time.monotonic()
+        environment = self._options.language.environment_for({"workdir": self.workdir})
+        result = self._backend.exec(argv, user=user, environment=environment)
+        errors = self._options.encoding_errors
+        return ConsoleOutput(
+            exit_code=result.exit_code,
+            stdout=result.stdout.decode("utf-8", errors),
+            stderr=result.stderr.decode("utf-8", errors),
+            duration_s=time.monotonic() - started,
+        )
 
     @property
     def workdir(self) -> str:
@@ -141,9 +178,9 @@ class GuestRunner:
     ) -> ConsoleOutput:
         request: dict[str, Any] = {
             "op": "exec",
-            "argv": argv,
+            "argv": [*self._backend.command_prefix, *argv],
             "cwd": cwd,
-            "env": dict(self._options.language.environment),
+            "env": self._options.language.environment_for({"workdir": self.workdir}),
             "timeout": timeout,
             "output_limit": self._options.output_limit,
             "tempdir": True,

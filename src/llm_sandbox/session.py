@@ -29,6 +29,7 @@ from llm_sandbox.errors import (
     NotOpenSessionError,
     SandboxTimeoutError,
     SecurityViolationError,
+    ValidationError,
 )
 from llm_sandbox.guest_link import OutputCallback
 from llm_sandbox.runner import GuestRunner
@@ -225,6 +226,8 @@ class SandboxSession:
             argv = [str(part) for part in command]
             if not argv:
                 raise CommandEmptyError("the command is empty: pass a shell command string or a non-empty argv list")
+        if any("\0" in part for part in argv):
+            raise ValidationError("the command contains a NUL character, which no process argument can hold")
         limit = self.options.default_timeout if timeout is UNSET else timeout
         return runner.run_argv(argv, cwd=workdir, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
 
@@ -249,7 +252,7 @@ class SandboxSession:
             return ConsoleOutput()
         argv = runner.install_argv(names)
         with self._network_for_install():
-            output = runner.run_argv(argv, cwd=None, timeout=INSTALL_TIMEOUT_S)
+            output = runner.run_install(argv, timeout=INSTALL_TIMEOUT_S)
         if output.exit_code != 0:
             tail = (output.stderr or output.stdout).strip()[-2000:]
             raise LibraryInstallationError(

@@ -1,7 +1,7 @@
 """Copying files and directories into and out of a sandbox.
 
-Into: the tar is made locally and extracted by the engine; missing parents are created first (by the helper as the
-code user, or by the engine as root where the code user may not write, e.g. ``/container/path``).
+Into: the tar is made locally and unpacked by the in-sandbox helper as the code user (missing parents created);
+where that user may not write (e.g. a new ``/container/path``), the engine unpacks it instead.
 Out of: the engine's archive is hostile (the code in the sandbox made its contents) and goes through
 ``files.safe_extract``: size checked before and while reading, links and special files refused, nothing written
 outside ``dest`` and nothing partial left behind.
@@ -9,6 +9,7 @@ outside ``dest`` and nothing partial left behind.
 
 from __future__ import annotations
 
+import errno
 import logging
 import posixpath
 from pathlib import Path
@@ -39,21 +40,18 @@ def copy_to_runtime(backend: Backend, runner: GuestRunner, src: str, dest: str) 
     parent, name = posixpath.split(target)
     if not name:
         raise ValidationError(f"dest {dest!r} must name a file or directory, not the root")
-    _make_parents(backend, runner, parent or "/")
-    owner = runner.code_uid if backend.owned else None
-    archive = pack_path(local, name, uid=owner, gid=owner)
-    backend.put_archive(parent or "/", archive, keep_owner=owner is not None)
-
-
-def _make_parents(backend: Backend, runner: GuestRunner, parent: str) -> None:
-    if runner.run_argv(["mkdir", "-p", parent], cwd="/", timeout=30).exit_code == 0:
+    # Fast path: the helper unpacks it as the code user, so the code can change what it was given.
+    reply = runner.put(parent or "/", pack_path(local, name))
+    if "errno" not in reply:
         return
-    # The code user may not write there (a new top-level folder): the engine's root may, even without capabilities.
-    result = backend.exec(["mkdir", "-p", parent], user="0")
-    if result.exit_code != 0:
-        raise ContainerError(
-            f"cannot create {parent} in the sandbox: {result.stderr.decode('utf-8', 'replace').strip()}"
-        )
+    if reply["errno"] not in (errno.EACCES, errno.EPERM):
+        raise ContainerError(f"cannot copy into {target}: {reply.get('reason')}")
+    # The code user may not write there (a new top-level folder): the engine may. Only the missing folders are
+    # in the archive, put at the deepest one that exists, so no existing folder is touched.
+    ancestor = str(reply["ancestor"])
+    owner = runner.code_uid if backend.owned else None
+    archive = pack_path(local, posixpath.relpath(target, ancestor), uid=owner, gid=owner)
+    backend.put_archive(ancestor, archive, keep_owner=owner is not None)
 
 
 def copy_from_runtime(backend: Backend, workdir: str, src: str, dest: str, limit: int) -> None:

@@ -11,8 +11,8 @@ from llm_sandbox import FileTooLargeError, SandboxSession, UnsafeArchiveError
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[SandboxSession]:
-    with SandboxSession(lang="python") as opened:
+def session(backend: str) -> Iterator[SandboxSession]:
+    with SandboxSession(backend=backend, lang="python") as opened:
         yield opened
 
 
@@ -89,9 +89,9 @@ def test_planted_links_and_fifos_are_refused_and_nothing_is_written(
     _no_temp_left(tmp_path)
 
 
-def test_huge_sparse_file_is_refused_before_reading(tmp_path: Path) -> None:
+def test_huge_sparse_file_is_refused_before_reading(backend: str, tmp_path: Path) -> None:
     roomy = {"ulimits": [{"Name": "fsize", "Soft": -1, "Hard": -1}]}
-    with SandboxSession(lang="python", runtime_configs=roomy) as session:
+    with SandboxSession(backend=backend, lang="python", runtime_configs=roomy) as session:
         assert session.execute_command("truncate -s 50G /sandbox/sparse").exit_code == 0
         with pytest.raises(FileTooLargeError):
             session.copy_from_runtime("/sandbox/sparse", str(tmp_path / "sparse"))

@@ -27,8 +27,8 @@ POLICY = SecurityPolicy(
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[SandboxSession]:
-    with SandboxSession(lang="python", security_policy=POLICY) as opened:
+def session(backend: str) -> Iterator[SandboxSession]:
+    with SandboxSession(backend=backend, lang="python", security_policy=POLICY) as opened:
         yield opened
 
 
@@ -69,14 +69,14 @@ def test_is_safe_evaluates_without_running_or_mutating(session: SandboxSession) 
     assert session.run("print('allowed')").stdout == "allowed\n"
 
 
-def test_missing_default_image_names_the_build_command(docker_client: Any, python_image: str) -> None:
-    image = docker_client.images.get(python_image)
+def test_missing_default_image_names_the_build_command(backend: str, engine_client: Any, python_image: str) -> None:
+    image = engine_client.images.get(python_image)
     image.tag("llm-sandbox/python", "held-by-test")
-    docker_client.images.remove(python_image)  # only the tag goes: the image stays under the other one
+    engine_client.images.remove(python_image)  # only the tag goes: the image stays under the other one
     try:
         with pytest.raises(ImageNotFoundError) as raised:
-            SandboxSession(lang="python").open()
-        assert build_hint("python") in str(raised.value)
+            SandboxSession(backend=backend, lang="python").open()
+        assert build_hint("python", backend) in str(raised.value)
     finally:
-        image.tag(python_image)
-        docker_client.images.remove("llm-sandbox/python:held-by-test")
+        image.tag("llm-sandbox/python", "bookworm")
+        engine_client.images.remove("llm-sandbox/python:held-by-test")

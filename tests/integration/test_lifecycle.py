@@ -23,67 +23,79 @@ from llm_sandbox.cleanup import sweep
 from llm_sandbox.lifecycle import MANAGED_LABEL
 
 
-def _managed(client: Any) -> set[str]:
-    return {container.id for container in client.containers.list(all=True, filters={"label": MANAGED_LABEL})}
+def _managed(client: Any, label: str = MANAGED_LABEL) -> set[str]:
+    # Listing inspects each container; one the engine removes meanwhile makes it fail: list again.
+    for _attempt in range(5):
+        try:
+            return {container.id for container in client.containers.list(all=True, filters={"label": label})}
+        except Exception:  # a container vanished while listing
+            time.sleep(0.1)
+    return {container.id for container in client.containers.list(all=True, filters={"label": label})}
 
 
-def test_failed_open_removes_the_container_it_created(docker_client: Any, python_image: str, tmp_path: Path) -> None:
+def test_failed_open_removes_the_container_it_created(
+    backend: str, engine_client: Any, python_image: str, tmp_path: Path
+) -> None:
     # An image without any Python: the container starts, but the helper cannot, so open() fails half way.
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(
         f"FROM {python_image}\nRUN rm -f /usr/bin/python3* /opt/venv/bin/python* /usr/local/bin/python*\n"
     )
-    before = _managed(docker_client)
+    session = SandboxSession(backend=backend, lang="python", dockerfile=str(dockerfile))
     with pytest.raises(ContainerError, match="python3"):
-        SandboxSession(lang="python", dockerfile=str(dockerfile)).open()
-    assert _managed(docker_client) == before
-    assert not docker_client.images.list(filters={"reference": "llm-sandbox-build"})
+        session.open()
+    assert not _managed(engine_client, f"io.llm-sandbox.session={session.session_id}")
+    assert not engine_client.images.list(filters={"reference": "llm-sandbox-build"})
 
 
-def test_missing_image_is_a_clear_error_and_leaves_nothing(docker_client: Any) -> None:
-    before = _managed(docker_client)
+def test_missing_image_is_a_clear_error_and_leaves_nothing(backend: str, engine_client: Any) -> None:
+    session = SandboxSession(backend=backend, lang="python", image="llm-sandbox/no-such-image:1")
     with pytest.raises(ImagePullError, match="llm-sandbox/no-such-image"):
-        SandboxSession(lang="python", image="llm-sandbox/no-such-image:1").open()
-    assert _managed(docker_client) == before
+        session.open()
+    assert not _managed(engine_client, f"io.llm-sandbox.session={session.session_id}")
 
 
-def test_close_is_idempotent_and_removes_the_container(docker_client: Any) -> None:
-    session = SandboxSession(lang="python").open()
+def test_close_is_idempotent_and_removes_the_container(backend: str, engine_client: Any) -> None:
+    session = SandboxSession(backend=backend, lang="python").open()
     container_id = session.container_id
     session.close()
     session.close()
-    assert container_id not in _managed(docker_client)
+    assert container_id not in _managed(engine_client)
 
 
-def test_dockerfile_image_is_removed_unless_kept(docker_client: Any, python_image: str, tmp_path: Path) -> None:
+def test_dockerfile_image_is_removed_unless_kept(
+    backend: str, engine_client: Any, python_image: str, tmp_path: Path
+) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(f"FROM {python_image}\nRUN echo built > /etc/built-marker\n")
-    with SandboxSession(lang="python", dockerfile=str(dockerfile)) as session:
+    with SandboxSession(backend=backend, lang="python", dockerfile=str(dockerfile)) as session:
         assert session.execute_command("cat /etc/built-marker").stdout == "built\n"
-    assert not docker_client.images.list(filters={"reference": "llm-sandbox-build"})
-    with SandboxSession(lang="python", dockerfile=str(dockerfile), keep_template=True) as session:
+    assert not engine_client.images.list(filters={"reference": "llm-sandbox-build"})
+    with SandboxSession(backend=backend, lang="python", dockerfile=str(dockerfile), keep_template=True) as session:
         session.run("print(1)")
-    kept = docker_client.images.list(filters={"reference": "llm-sandbox-build"})
+    kept = engine_client.images.list(filters={"reference": "llm-sandbox-build"})
     assert kept
     for image in kept:
-        docker_client.images.remove(image.id, force=True)
+        engine_client.images.remove(image.id, force=True)
 
 
-def test_commit_container_writes_a_new_tag_and_never_the_source(docker_client: Any, python_image: str) -> None:
-    source_id = docker_client.images.get(python_image).id
-    with SandboxSession(lang="python", commit_container=True) as session:
+def test_commit_container_writes_a_new_tag_and_never_the_source(
+    backend: str, engine_client: Any, python_image: str
+) -> None:
+    source_id = engine_client.images.get(python_image).id
+    with SandboxSession(backend=backend, lang="python", commit_container=True) as session:
         session.execute_command("echo state > /sandbox/state.txt")
     assert session.committed_image is not None
     assert session.committed_image != python_image
     try:
-        assert docker_client.images.get(python_image).id == source_id
-        with SandboxSession(lang="python", image=session.committed_image) as restored:
+        assert engine_client.images.get(python_image).id == source_id
+        with SandboxSession(backend=backend, lang="python", image=session.committed_image) as restored:
             assert restored.execute_command("cat /sandbox/state.txt").stdout == "state\n"
     finally:
-        docker_client.images.remove(session.committed_image, force=True)
+        engine_client.images.remove(session.committed_image, force=True)
 
 
-def _open_then_get_killed(tmp_path: Path, options: str) -> str:
+def _open_then_get_killed(tmp_path: Path, backend: str, options: str = "") -> str:
     """Open a session in another process, SIGKILL that process, and return the container id it left."""
     script = tmp_path / "crash.py"
     script.write_text(
@@ -91,7 +103,7 @@ def _open_then_get_killed(tmp_path: Path, options: str) -> str:
             f"""
             import sys
             from llm_sandbox import SandboxSession
-            session = SandboxSession(lang="python", {options}).open()
+            session = SandboxSession(backend={backend!r}, lang="python", {options}).open()
             print(session.container_id, flush=True)
             sys.stdin.read()
             """
@@ -108,35 +120,37 @@ def _open_then_get_killed(tmp_path: Path, options: str) -> str:
     return container_id
 
 
-def test_sweep_removes_what_a_killed_process_left_behind(docker_client: Any, tmp_path: Path) -> None:
-    container_id = _open_then_get_killed(tmp_path, "")
-    assert container_id in _managed(docker_client)
-    removed = sweep(docker_client)
+def test_sweep_removes_what_a_killed_process_left_behind(backend: str, engine_client: Any, tmp_path: Path) -> None:
+    container_id = _open_then_get_killed(tmp_path, backend)
+    assert container_id in _managed(engine_client)
+    removed = sweep(engine_client)
     assert container_id in removed
-    assert container_id not in _managed(docker_client)
+    assert container_id not in _managed(engine_client)
 
 
-def test_session_timeout_ends_the_container_after_its_host_died(docker_client: Any, tmp_path: Path) -> None:
-    container_id = _open_then_get_killed(tmp_path, "session_timeout=2")
-    assert container_id in _managed(docker_client)
+def test_session_timeout_ends_the_container_after_its_host_died(
+    backend: str, engine_client: Any, tmp_path: Path
+) -> None:
+    container_id = _open_then_get_killed(tmp_path, backend, "session_timeout=2")
+    assert container_id in _managed(engine_client)
     deadline = time.monotonic() + 20
-    while container_id in _managed(docker_client) and time.monotonic() < deadline:
+    while container_id in _managed(engine_client) and time.monotonic() < deadline:
         time.sleep(0.25)
-    assert container_id not in _managed(docker_client)
+    assert container_id not in _managed(engine_client)
 
 
-def test_session_timeout_closes_the_session() -> None:
-    with SandboxSession(lang="python", session_timeout=1) as session:
+def test_session_timeout_closes_the_session(backend: str) -> None:
+    with SandboxSession(backend=backend, lang="python", session_timeout=1) as session:
         time.sleep(1.5)
         with pytest.raises(SandboxTimeoutError, match="session_timeout"):
             session.run("print(1)")
         assert not session.is_open
 
 
-def test_a_dead_sandbox_is_reported_then_replaced(docker_client: Any) -> None:
-    with SandboxSession(lang="python") as session:
+def test_a_dead_sandbox_is_reported_then_replaced(backend: str, engine_client: Any) -> None:
+    with SandboxSession(backend=backend, lang="python") as session:
         first = session.container_id
-        docker_client.containers.get(first).kill()
+        engine_client.containers.get(first).kill()
         with pytest.raises(SandboxDiedError):
             session.run("print(1)")
         assert session.run("print('fresh')").stdout == "fresh\n"

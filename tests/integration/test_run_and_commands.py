@@ -17,8 +17,8 @@ from llm_sandbox import (
 
 
 @pytest.fixture(scope="module")
-def session() -> Iterator[SandboxSession]:
-    with SandboxSession(lang="python") as opened:
+def session(backend: str) -> Iterator[SandboxSession]:
+    with SandboxSession(backend=backend, lang="python") as opened:
         yield opened
 
 

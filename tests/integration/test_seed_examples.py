@@ -1,4 +1,4 @@
-"""Every Docker example of docs/existing-container-support.md runs as written.
+"""Every example of docs/existing-container-support.md runs as written (Kubernetes: see test_kubernetes*.py).
 
 The document's placeholders are made real: containers named exactly as the examples name them, and the registry
 image of the "Complete Example" tagged locally from the project's Python image (no registry is reachable here).
@@ -6,6 +6,7 @@ image of the "Complete Example" tagged locally from the project's Python image (
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,22 @@ from typing import Any
 
 import pytest
 
+from llm_sandbox.images import default_image
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "existing-container-support.md"
 REGISTRY_IMAGE = "ghcr.io/vndee/sandbox-python-311-bullseye"
-DOCKER_SECTIONS = ("Basic Usage", "Docker Backend", "Error Handling", "Complete Example", "Migration")
+PYTHON_IMAGE = default_image("python")
+EXAMPLE_SECTIONS = (
+    "Basic Usage",
+    "Docker Backend",
+    "Podman Backend",
+    "Micromamba Backend",
+    "Error Handling",
+    "Complete Example",
+    "Migration",
+)
+MAMBA_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "micromamba-stand-in"
+MAMBA_IMAGE = "llm-sandbox-test/micromamba-seed:1"
 
 
 def python_blocks() -> list[tuple[str, str]]:
@@ -30,38 +44,53 @@ def python_blocks() -> list[tuple[str, str]]:
     return blocks
 
 
-def docker_examples() -> list[tuple[str, str]]:
-    examples = [(heading, code) for heading, code in python_blocks() if heading.startswith(DOCKER_SECTIONS)]
-    # Six blocks: basic, docker, error handling, complete example, and migration before/after.
-    assert len(examples) == 6, [heading for heading, _ in examples]
+def runnable_examples() -> list[tuple[str, str]]:
+    """Every example but the Kubernetes one (tests/integration/test_kubernetes*.py runs that against its server)."""
+    examples = [(heading, code) for heading, code in python_blocks() if heading.startswith(EXAMPLE_SECTIONS)]
+    # Eight blocks: basic, docker, podman, micromamba, error handling, complete example, migration before/after.
+    assert len(examples) == 8, [heading for heading, _ in examples]
     return examples
 
 
-@pytest.fixture
-def seed_world(
-    docker_client: Any, python_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
+@pytest.fixture(scope="module")
+def seed_world(docker_client: Any, podman_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The containers and images the examples name, and a working folder with their local file."""
-    docker_client.images.get(python_image).tag(REGISTRY_IMAGE)
-    docker_client.images.get(python_image).tag("my-image")
-    started = []
-    for name in ("abc123def456", "your-container-id", "my-container"):
-        started.append(
-            docker_client.containers.run(
-                python_image, ["sleep", "infinity"], name=name, detach=True, labels={"io.llm-sandbox.test": "1"}
-            )
+    docker_client.images.get(PYTHON_IMAGE).tag(REGISTRY_IMAGE)
+    docker_client.images.get(PYTHON_IMAGE).tag("my-image")
+    docker_client.images.build(
+        path=str(MAMBA_FIXTURE), tag=MAMBA_IMAGE, buildargs={"BASE_IMAGE": PYTHON_IMAGE}, rm=True, forcerm=True
+    )
+    labels = {"io.llm-sandbox.test": "1"}
+    started = [
+        docker_client.containers.run(image, ["sleep", "infinity"], name=name, detach=True, labels=labels)
+        for name, image in (
+            ("abc123def456", PYTHON_IMAGE),
+            ("your-container-id", PYTHON_IMAGE),
+            ("micromamba-container-id", MAMBA_IMAGE),
+            ("my-container", PYTHON_IMAGE),
         )
-    numpy = started[-1].exec_run(["pip", "install", "--no-input", "numpy"])
+    ]
+    started.append(
+        podman_client.containers.run(
+            PYTHON_IMAGE, ["sleep", "infinity"], name="podman-container-id", detach=True, labels=labels
+        )
+    )
+    numpy = started[3].exec_run(["pip", "install", "--no-input", "numpy"])
     assert numpy.exit_code == 0, numpy.output[-2000:]
-    (tmp_path / "local_file.py").write_text("print('local file')\n")
-    monkeypatch.chdir(tmp_path)
-    try:
-        yield
-    finally:
-        for container in started:
-            container.remove(force=True)
-        for tag in (REGISTRY_IMAGE, "my-image"):
-            docker_client.images.remove(tag)
+    folder = tmp_path_factory.mktemp("seed")
+    (folder / "local_file.py").write_text("print('local file')\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        # PodmanClient() looks for the service at $XDG_RUNTIME_DIR/podman/podman.sock: root's service is in /run.
+        patch.setenv("XDG_RUNTIME_DIR", "/run")
+        try:
+            yield
+        finally:
+            for container in started:
+                container.kill()
+                container.remove(force=True)
+            for tag in (REGISTRY_IMAGE, "my-image", MAMBA_IMAGE):
+                docker_client.images.remove(tag)
 
 
 # The "Complete Example" builds its code with an f-string that also interpolates {np.__version__} and {data} on the
@@ -76,21 +105,31 @@ def corrected(code: str) -> str:
     return code
 
 
-def run_example(heading: str, code: str) -> None:
+def run_example(heading: str, code: str) -> dict[str, Any]:
     namespace: dict[str, Any] = {"__name__": "__seed_example__"}
     if heading.startswith("Migration"):
         # These two are fragments of the document's flow: they rely on its earlier import, so give them that.
         exec("from llm_sandbox import SandboxSession", namespace)
     exec(compile(code, f"<{heading}>", "exec"), namespace)
+    return namespace
 
 
-def _containers_of(client: Any, image: str) -> set[str]:
-    image_id = client.images.get(image).id
-    return {container.id for container in client.containers.list(all=True) if container.attrs["Image"] == image_id}
+# What each example's last `result` holds (the examples that print are checked on what they print).
+RESULT_STDOUT = {
+    "Podman Backend": "Hello from existing Podman container!\n",
+    "Micromamba Backend": "Hello from existing Micromamba container!\n",
+    "Migration": "ready\n",
+}
+
+
+def _ours(client: Any) -> set[str]:
+    """Containers the library created for this process (another process's sandboxes are not our business)."""
+    mine = {"label": f"io.llm-sandbox.owner-pid={os.getpid()}"}
+    return {container.id for container in client.containers.list(all=True, filters=mine)}
 
 
 @pytest.mark.parametrize(
-    ("heading", "code"), docker_examples(), ids=[f"{i}-{h}" for i, (h, _) in enumerate(docker_examples())]
+    ("heading", "code"), runnable_examples(), ids=[f"{i}-{h}" for i, (h, _) in enumerate(runnable_examples())]
 )
 def test_seed_example_runs_as_written(
     heading: str,
@@ -98,9 +137,8 @@ def test_seed_example_runs_as_written(
     seed_world: None,
     capsys: pytest.CaptureFixture[str],
     docker_client: Any,
-    python_image: str,
 ) -> None:
-    before = _containers_of(docker_client, python_image)
+    before = _ours(docker_client)
     if heading.startswith("Complete Example"):
         host_side = re.search(r'f"""(.*?)"""', code, re.S)
         assert host_side is not None
@@ -108,8 +146,15 @@ def test_seed_example_runs_as_written(
             # The example's own f-string, evaluated on the host exactly as Python does before run() is called.
             eval(f'f"""{host_side.group(1)}"""', {"i": 0})
         code = corrected(code)
-    run_example(heading, code)
+    namespace = run_example(heading, code)
     printed = capsys.readouterr().out
+    for section, stdout in RESULT_STDOUT.items():
+        if heading.startswith(section):
+            assert namespace["result"].stdout == stdout
+    if heading.startswith("Docker Backend"):
+        assert namespace["result"].exit_code == 0  # ls -la
+        copied = docker_client.containers.get("your-container-id").exec_run(["cat", "/container/path/file.py"])
+        assert copied.output == b"print('local file')\n"
     expected = {
         "Basic Usage": "Hello from existing container!",
         "Error Handling": "Failed to connect:",
@@ -120,5 +165,5 @@ def test_seed_example_runs_as_written(
             assert text in printed, printed
     if heading.startswith("Complete Example"):
         assert printed.count("Iteration") == 3
-    after = _containers_of(docker_client, python_image)
+    after = _ours(docker_client)
     assert after - before == set()  # every container an example or the library created is gone

@@ -148,5 +148,10 @@ class Backend(ABC):
     def remove_image(self, image: str) -> None:
         """Remove an image the session built. Idempotent."""
 
+    @property
+    def command_prefix(self) -> list[str]:
+        """Argv every command of the session starts with (an environment wrapper); empty for plain engines."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing beyond the client
         """Release client resources held by the backend."""

@@ -1,4 +1,4 @@
-"""A duplex stream over a hijacked Docker exec connection.
+"""A duplex stream over a hijacked exec connection (Docker and Podman speak the same framing).
 
 With ``tty=False`` the engine multiplexes the process's stdout and stderr on the connection: each piece is an
 8-byte header (stream id, three zero bytes, big-endian length) and its payload. Input goes back raw. The guest
@@ -19,31 +19,50 @@ STDOUT, STDERR = 1, 2
 
 
 class DockerExecStream:
-    """The guest helper's stdin and stdout, carried by one exec connection."""
+    """The stdin and the demultiplexed output of one exec instance, carried by its hijacked HTTP response."""
 
-    def __init__(self, raw: Any, response: Any = None) -> None:
-        # docker-py hands back the SocketIO (unix, tcp) or the socket itself (TLS); both lead to a real socket.
+    def __init__(self, response: Any) -> None:
+        raw = response.raw._fp.fp.raw  # the connection under the HTTP layer, after the engine hijacked it
+        # A SocketIO (unix, tcp) or the socket itself (TLS); both lead to a real socket.
         self._sock: socket.socket = getattr(raw, "_sock", raw)
         self._raw = raw
         self._response = response  # kept alive: collecting it would close the connection
-        self._pending = b""
+        self._pending = bytearray()
         self._closed = False
+        self.stderr_tail = b""  # the end of what the process wrote on stderr, for error messages
 
     def send(self, data: bytes) -> None:
         self._sock.sendall(data)
 
     def recv(self, timeout: float | None) -> bytes:
+        """The next stdout bytes; stderr is logged; b"" at the end of the stream."""
         while True:
-            header = self._read_exact(MUX_HEADER.size, timeout)
-            if not header:
+            frame = self._next_frame(timeout)
+            if frame is None:
                 return b""
-            stream_id, size = MUX_HEADER.unpack(header)
-            payload = self._read_exact(size, timeout) if size else b""
+            stream_id, payload = frame
             if stream_id == STDERR:
+                self.stderr_tail = (self.stderr_tail + payload)[-4096:]
                 logger.debug("guest stderr: %s", payload.decode("utf-8", "replace").rstrip())
-                continue
-            if payload:
+            elif payload:
                 return payload
+
+    def read_all(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+        """Everything the process writes until it exits, as (stdout, stderr)."""
+        out, err = bytearray(), bytearray()
+        try:
+            while (frame := self._next_frame(timeout)) is not None:
+                (err if frame[0] == STDERR else out).extend(frame[1])
+        finally:
+            self.close()
+        return bytes(out), bytes(err)
+
+    def _next_frame(self, timeout: float | None) -> tuple[int, bytes] | None:
+        header = self._read_exact(MUX_HEADER.size, timeout)
+        if not header:
+            return None
+        stream_id, size = MUX_HEADER.unpack(header)
+        return stream_id, self._read_exact(size, timeout) if size else b""
 
     def _read_exact(self, size: int, timeout: float | None) -> bytes:
         self._sock.settimeout(timeout)
@@ -55,7 +74,8 @@ class DockerExecStream:
             if not chunk:
                 return b""
             self._pending += chunk
-        data, self._pending = self._pending[:size], self._pending[size:]
+        data = bytes(self._pending[:size])
+        del self._pending[:size]
         return data
 
     def close(self) -> None:
@@ -67,9 +87,7 @@ class DockerExecStream:
         except OSError:
             pass
         for closable in (self._raw, self._response):
-            close = getattr(closable, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except (OSError, ValueError):  # already closed underneath: nothing left to release
-                    pass
+            try:
+                closable.close()
+            except (OSError, ValueError):  # already closed underneath: nothing left to release
+                pass

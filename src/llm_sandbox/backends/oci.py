@@ -1,63 +1,108 @@
-"""The Docker backend (Docker Engine API through the docker SDK).
+"""What Docker and Podman share: one container, driven through an engine of the Docker API family.
 
 New containers get the hardened defaults of SECURITY.md: no network for user code, no capabilities,
 no-new-privileges, process / memory / CPU / file-size limits, an init as PID 1, no engine log, and code run as an
 unprivileged uid by the session. Attached containers are used as their owner configured them.
+
+Subclasses supply the engine's dialect: the default client, the create options, and the few raw endpoints the
+SDKs do not wrap the way we need (exec with a hijacked stdin stream, archives with their stat header, networks).
 """
 
 from __future__ import annotations
 
-import io
+import base64
+import json
 import logging
-import tarfile
-from collections.abc import Mapping, Sequence
+import os
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from llm_sandbox.backends.base import ArchiveStream, Backend, ContainerSpec, DuplexStream, ExecOutput
-from llm_sandbox.backends.docker_errors import engine_errors
 from llm_sandbox.backends.docker_stream import DockerExecStream
-from llm_sandbox.backends.runtime_options import docker_create_options
+from llm_sandbox.backends.engine_errors import engine_errors, is_image_missing, is_missing, status_code
 from llm_sandbox.errors import (
     ContainerError,
     ImageBuildError,
     ImageNotFoundError,
     ImagePullError,
+    SandboxError,
     SandboxFileNotFoundError,
 )
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_CHUNK = 1024 * 1024
+GO_MODE_DIR = 1 << 31  # the directory bit of Go's os.FileMode, as the stat header reports it
 
 
-def default_docker_client() -> Any:
-    """A client from the environment (DOCKER_HOST and friends), or a clear error when the SDK is missing."""
-    from llm_sandbox.backends.sdk import import_sdk
-
-    docker = import_sdk("docker", extra="docker")
-    with engine_errors("connecting to the Docker engine"):
-        return docker.from_env()
+_shared_clients: dict[tuple[int, tuple[str, str]], Any] = {}
+_shared_lock = threading.Lock()
 
 
-class DockerBackend(Backend):
-    """One container on a Docker engine."""
+def shared_client(key: tuple[str, str], make: Callable[[], Any]) -> Any:
+    """One default client per engine address and process (a forked child makes its own: sockets do not fork)."""
+    full_key = (os.getpid(), key)
+    with _shared_lock:
+        client = _shared_clients.get(full_key)
+        if client is None:
+            client = _shared_clients[full_key] = make()
+        return client
 
-    engine_name = "docker"
+
+class OciBackend(Backend):
+    """One container on a Docker-API-family engine."""
+
+    sdk = "docker"
 
     def __init__(self, client: Any | None = None) -> None:
         self._client = client
         self._container: Any = None
-        self._own_client = client is None
+
+    # The engine's dialect ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _default_client(self) -> Any:
+        """A client from the environment."""
+
+    @abstractmethod
+    def _create_options(self, spec: ContainerSpec) -> dict[str, Any]:
+        """``containers.create`` keyword arguments for this engine's SDK."""
+
+    @abstractmethod
+    def _exec_create(
+        self, argv: Sequence[str], user: str | None, workdir: str | None, env: Mapping[str, str], stdin: bool
+    ) -> str:
+        """Create an exec instance; return its id."""
+
+    @abstractmethod
+    def _exec_hijack(self, exec_id: str) -> Any:
+        """Start an exec instance on a hijacked connection; return the HTTP response holding the socket."""
+
+    @abstractmethod
+    def _exec_exit_code(self, exec_id: str) -> int:
+        """The exit code of a finished exec instance."""
+
+    @abstractmethod
+    def _api_request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A raw request to the engine's API (path relative to the API root); returns the response."""
+
+    @abstractmethod
+    def _prepare(self, spec: ContainerSpec) -> None:
+        """Engine-specific work between create and start (workdir ownership, network)."""
+
+    def _after_start(self, spec: ContainerSpec) -> None:
+        """Engine-specific work once the container runs."""
+
+    # Plumbing ------------------------------------------------------------------------------------------------
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = default_docker_client()
+            self._client = self._default_client()
         return self._client
-
-    @property
-    def api(self) -> Any:
-        return self.client.api
 
     @property
     def container_id(self) -> str:
@@ -65,51 +110,50 @@ class DockerBackend(Backend):
             raise ContainerError("no container is bound to this backend yet")
         return str(self._container.id)
 
+    def _errors(self, action: str, missing: type[SandboxError] = ContainerError) -> AbstractContextManager[None]:
+        return engine_errors(action, sdk=self.sdk, missing=missing)
+
+    def _checked(self, response: Any) -> Any:
+        response.raise_for_status()
+        return response
+
     # Lifecycle -----------------------------------------------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> None:
-        options = docker_create_options(spec)
-        with engine_errors(f"creating a container from {spec.image}"):
+        options = self._create_options(spec)
+        with self._errors(f"creating a container from {spec.image}"):
             try:
                 self._container = self.client.containers.create(**options)
             except Exception as error:
-                if not _is_image_missing(error):
+                if not is_image_missing(self.sdk, error):
                     raise
                 self.ensure_image(spec.image)
-                self._container = self.client.containers.create(**options)
+                try:
+                    self._container = self.client.containers.create(**options)
+                except Exception as again:
+                    if is_image_missing(self.sdk, again):
+                        raise ImagePullError(
+                            f"image {spec.image!r} is not available locally and cannot be pulled"
+                        ) from again
+                    raise
         self.owned = True
         try:
-            self._prepare_workdir(spec.workdir, spec.code_user)
-            with engine_errors("starting the container"):
+            self._prepare(spec)
+            with self._errors("starting the container"):
                 self._container.start()
+            self._after_start(spec)
         except BaseException:
             self.remove()
             raise
 
-    def _prepare_workdir(self, workdir: str, user: str) -> None:
-        # The code user must own the workdir. Without CAP_CHOWN nothing inside the container can arrange that,
-        # so the engine writes the directory entry, keeping the uid/gid of the tar header (copyUIDGID).
-        uid, _, gid = user.partition(":")
-        if not uid.isdigit():
-            return
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            entry = tarfile.TarInfo(workdir.strip("/"))
-            entry.type = tarfile.DIRTYPE
-            entry.mode = 0o755
-            entry.uid = int(uid)
-            entry.gid = int(gid) if gid.isdigit() else int(uid)
-            archive.addfile(entry)
-        self.put_archive("/", buffer.getvalue(), keep_owner=True)
-
     def attach(self, container_id: str) -> None:
-        with engine_errors(f"finding container {container_id!r}"):
+        with self._errors(f"finding container {container_id!r}"):
             container = self.client.containers.get(container_id)
         self._container = container
         self.owned = False
         if container.status != "running":
             logger.info("starting stopped container %s", container_id)
-            with engine_errors(f"starting container {container_id!r}"):
+            with self._errors(f"starting container {container_id!r}"):
                 container.start()
                 container.reload()
             if container.status != "running":
@@ -122,35 +166,34 @@ class DockerBackend(Backend):
         if self._container is None or not self.owned:
             return
         container, self._container = self._container, None
-        with engine_errors("removing the container"):
+        with self._errors("removing the container"):
             try:
                 container.remove(force=True, v=True)
             except Exception as error:
                 # Gone already, or the engine is removing it itself (auto-remove after the keep-alive ended).
-                if not (_is_missing(error) or _is_removal_in_progress(error)):
+                if not (is_missing(self.sdk, error) or (status_code(error) == 409 and "progress" in str(error))):
                     raise
 
     def is_running(self) -> bool:
         if self._container is None:
             return False
-        with engine_errors("inspecting the container"):
+        with self._errors("inspecting the container"):
             try:
-                state = self.api.inspect_container(self.container_id)["State"]
+                self._container.reload()
             except Exception as error:
-                if _is_missing(error):
+                if is_missing(self.sdk, error):
                     return False
                 raise
-        return bool(state.get("Running"))
+        return bool(self._container.status == "running")
 
     def commit(self, repository: str, tag: str) -> str:
-        with engine_errors("committing the container"):
+        with self._errors("committing the container"):
             self._container.commit(repository=repository, tag=tag)
         return f"{repository}:{tag}"
 
     def close(self) -> None:
-        if self._own_client and self._client is not None:
-            self._client.close()
-            self._client = None
+        # The caller's client stays the caller's, and the shared default client outlives sessions: nothing to do.
+        self._client = None
 
     # Exec ----------------------------------------------------------------------------------------------------
 
@@ -162,17 +205,11 @@ class DockerBackend(Backend):
         workdir: str | None = None,
         environment: Mapping[str, str] | None = None,
     ) -> ExecOutput:
-        with engine_errors(f"running {argv[0]!r} in the container"):
-            exec_id = self.api.exec_create(
-                self.container_id,
-                list(argv),
-                user=user or "",
-                workdir=workdir,
-                environment=dict(environment or {}),
-            )["Id"]
-            stdout, stderr = self.api.exec_start(exec_id, demux=True)
-            exit_code = self.api.exec_inspect(exec_id)["ExitCode"]
-        return ExecOutput(int(exit_code or 0), stdout or b"", stderr or b"")
+        with self._errors(f"running {argv[0]!r} in the container"):
+            exec_id = self._exec_create(argv, user, workdir, dict(environment or {}), stdin=False)
+            stream = DockerExecStream(self._exec_hijack(exec_id))
+            stdout, stderr = stream.read_all()
+            return ExecOutput(self._exec_exit_code(exec_id), stdout, stderr)
 
     def open_stream(
         self,
@@ -182,40 +219,28 @@ class DockerBackend(Backend):
         workdir: str | None = None,
         environment: Mapping[str, str] | None = None,
     ) -> DuplexStream:
-        with engine_errors("starting the guest helper"):
-            exec_id = self.api.exec_create(
-                self.container_id,
-                list(argv),
-                stdin=True,
-                user=user or "",
-                workdir=workdir,
-                environment=dict(environment or {}),
-            )["Id"]
-            raw = self.api.exec_start(exec_id, socket=True)
-        return DockerExecStream(raw, getattr(raw, "_response", None))
+        with self._errors("starting the guest helper"):
+            exec_id = self._exec_create(argv, user, workdir, dict(environment or {}), stdin=True)
+            return DockerExecStream(self._exec_hijack(exec_id))
 
     # Files ---------------------------------------------------------------------------------------------------
 
     def put_archive(self, path: str, data: bytes, *, keep_owner: bool = False) -> None:
         params = {"path": path, "copyUIDGID": "1" if keep_owner else "0"}
-        url = self.api._url("/containers/{0}/archive", self.container_id)
-        with engine_errors(f"copying into {path}", missing=SandboxFileNotFoundError):
-            self.api._raise_for_status(self.api._put(url, params=params, data=data))
+        path_of = f"/containers/{self.container_id}/archive"
+        with self._errors(f"copying into {path}", missing=SandboxFileNotFoundError):
+            self._checked(self._api_request("put", path_of, params=params, data=data))
 
     def get_archive(self, path: str) -> ArchiveStream:
-        from docker.utils import decode_json_header
-
-        url = self.api._url("/containers/{0}/archive", self.container_id)
-        with engine_errors(f"copying {path} out of the container", missing=SandboxFileNotFoundError):
-            response = self.api._get(url, params={"path": path}, stream=True, headers={"Accept-Encoding": "identity"})
-            self.api._raise_for_status(response)
-        header = response.headers.get("x-docker-container-path-stat")
-        stat = decode_json_header(header) if header else {}
-        is_dir = bool(int(stat.get("mode", 0)) & (1 << 31))  # Go's os.ModeDir bit
+        path_of = f"/containers/{self.container_id}/archive"
+        with self._errors(f"copying {path} out of the container", missing=SandboxFileNotFoundError):
+            response = self._checked(self._api_request("get", path_of, params={"path": path}, stream=True))
+        stat = decode_path_stat(response.headers.get("x-docker-container-path-stat"))
+        chunks: Iterator[bytes] = response.iter_content(ARCHIVE_CHUNK)
         return ArchiveStream(
-            chunks=response.iter_content(ARCHIVE_CHUNK),
+            chunks=chunks,
             size=int(stat.get("size", 0)),
-            is_dir=is_dir,
+            is_dir=bool(int(stat.get("mode", 0)) & GO_MODE_DIR),
             close=response.close,
         )
 
@@ -224,34 +249,34 @@ class DockerBackend(Backend):
     def set_network(self, enabled: bool) -> None:
         if not self.owned:
             raise ContainerError("the network of an attached container is its owner's to change")
-        detach, attach = ("none", "bridge") if enabled else ("bridge", "none")
-        with engine_errors("switching the container's network"):
-            self.api.disconnect_container_from_network(self.container_id, detach)
-            self.api.connect_container_to_network(self.container_id, attach)
+        with self._errors("switching the container's network"):
+            self._switch_network(enabled)
+
+    @abstractmethod
+    def _switch_network(self, enabled: bool) -> None:
+        """Connect the container to the engine's default network, or cut it off."""
 
     # Images --------------------------------------------------------------------------------------------------
 
     def ensure_image(self, image: str) -> None:
-        with engine_errors(f"looking up image {image}"):
+        with self._errors(f"looking up image {image}"):
             try:
                 self.client.images.get(image)
                 return
             except Exception as error:
-                if not _is_missing(error):
+                if not is_missing(self.sdk, error):
                     raise
         logger.info("image %s is not local; pulling it", image)
         try:
-            with engine_errors(f"pulling image {image}"):
+            with self._errors(f"pulling image {image}"):
                 self.client.images.pull(image)
         except (ContainerError, ImageNotFoundError) as error:
             raise ImagePullError(f"image {image!r} is not available locally and pulling it failed: {error}") from error
 
     def build_image(self, dockerfile: str, tag: str) -> None:
-        import os
-
         context = os.path.dirname(os.path.abspath(dockerfile))
         try:
-            with engine_errors(f"building {dockerfile}"):
+            with self._errors(f"building {dockerfile}"):
                 self.client.images.build(
                     path=context, dockerfile=os.path.basename(dockerfile), tag=tag, rm=True, forcerm=True
                 )
@@ -259,27 +284,20 @@ class DockerBackend(Backend):
             raise ImageBuildError(f"building the image from {dockerfile} failed: {error}") from error
 
     def remove_image(self, image: str) -> None:
-        with engine_errors(f"removing image {image}"):
+        with self._errors(f"removing image {image}"):
             try:
                 self.client.images.remove(image, force=True)
             except Exception as error:
-                if not _is_missing(error):
+                if not is_missing(self.sdk, error):
                     raise
 
 
-def _is_missing(error: BaseException) -> bool:
-    import docker.errors
-
-    return isinstance(error, docker.errors.NotFound)
-
-
-def _is_removal_in_progress(error: BaseException) -> bool:
-    import docker.errors
-
-    return isinstance(error, docker.errors.APIError) and error.status_code == 409 and "in progress" in str(error)
-
-
-def _is_image_missing(error: BaseException) -> bool:
-    import docker.errors
-
-    return isinstance(error, docker.errors.ImageNotFound)
+def decode_path_stat(header: str | None) -> dict[str, Any]:
+    """The engine's ``X-Docker-Container-Path-Stat`` header: base64 of a JSON object (name, size, mode, ...)."""
+    if not header:
+        return {}
+    try:
+        value = json.loads(base64.b64decode(header))
+    except (ValueError, TypeError):
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +23,46 @@ class BackendEntry:
     name: SandboxBackend
     factory: str  # "module:callable", called with (client=..., **options)
     options: frozenset[str]
+    # "module:callable" that checks runtime_configs for this backend and returns the dict to use.
+    runtime_validator: str = "llm_sandbox.backends.runtime_options:validate_runtime_configs"
+    # runtime_configs keys that configure the backend itself: also passed to the factory as keyword arguments.
+    runtime_backend_options: frozenset[str] = frozenset()
+    # Whether commit_container means something here (saving the sandbox as an image).
+    can_commit: bool = True
 
     def build(self, client: Any, **options: Any) -> Backend:
-        module_name, _, attribute = self.factory.partition(":")
-        factory: Callable[..., Backend] = getattr(importlib.import_module(module_name), attribute)
+        factory: Callable[..., Backend] = _load(self.factory)
         return factory(client=client, **options)
+
+    def validate_runtime_configs(self, configs: Mapping[str, Any]) -> dict[str, Any]:
+        validator: Callable[[Mapping[str, Any]], dict[str, Any]] = _load(self.runtime_validator)
+        return validator(configs)
+
+
+def _load(reference: str) -> Any:
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 BACKENDS: dict[SandboxBackend, BackendEntry] = {
     SandboxBackend.DOCKER: BackendEntry(
-        SandboxBackend.DOCKER, "llm_sandbox.backends.oci:DockerBackend", frozenset({"dockerfile"})
+        SandboxBackend.DOCKER, "llm_sandbox.backends.docker_engine:DockerBackend", frozenset({"dockerfile"})
+    ),
+    SandboxBackend.PODMAN: BackendEntry(
+        SandboxBackend.PODMAN, "llm_sandbox.backends.podman_engine:PodmanBackend", frozenset({"dockerfile"})
+    ),
+    SandboxBackend.MICROMAMBA: BackendEntry(
+        SandboxBackend.MICROMAMBA,
+        "llm_sandbox.backends.micromamba:MicromambaBackend",
+        frozenset({"dockerfile", "environment"}),
+    ),
+    SandboxBackend.KUBERNETES: BackendEntry(
+        SandboxBackend.KUBERNETES,
+        "llm_sandbox.backends.kubernetes:KubernetesBackend",
+        frozenset({"kube_namespace", "pod_manifest"}),
+        runtime_validator="llm_sandbox.backends.kube_pod:validate_runtime_configs",
+        runtime_backend_options=frozenset({"pod_ready_timeout"}),
+        can_commit=False,
     ),
 }
 

@@ -109,3 +109,47 @@ def docker_create_options(spec: ContainerSpec) -> dict[str, Any]:
         elif key != "user":  # the code user is applied per exec by the session, PID 1 stays root
             options[key] = value
     return options
+
+
+# Options the podman SDK silently drops or reads differently are translated here, so nothing is lost on the way.
+# RLIMIT_NPROC counts every process of the uid on the host, across sandboxes: keep it far above the per-sandbox
+# pids limit, or a fork bomb in one sandbox would starve the others (the pids cgroup is what bounds each one),
+# and under the Podman service's own hard limit (32768 where it was measured), which a container cannot exceed.
+PODMAN_DEFAULT_ULIMITS = {"nofile": 1024, "nproc": 16384}
+
+
+def podman_create_options(spec: ContainerSpec) -> dict[str, Any]:
+    """``containers.create`` keyword arguments for the podman SDK (the same defaults as Docker)."""
+    options = docker_create_options(spec)
+    options["network_mode"] = "bridge"  # the engine's default network; cut off before start unless allowed
+    # The podman SDK reads security_opt as SELinux options: say no-new-privileges its own way, refuse the rest.
+    for opt in options.pop("security_opt"):
+        if not opt.startswith("no-new-privileges"):
+            raise UnknownOptionError(f"security_opt {opt!r} is not supported on Podman by the podman SDK")
+    options["no_new_privileges"] = True
+    if options["log_config"] == {"type": "none", "config": {}}:
+        options["log_config"] = {"Type": "none"}  # the podman SDK reads the capitalised keys only
+    nano_cpus = options.pop("nano_cpus", None)  # dropped without a word by the SDK: use the CFS quota instead
+    if nano_cpus is not None:
+        options.setdefault("cpu_period", 100_000)
+        options.setdefault("cpu_quota", int(nano_cpus * options["cpu_period"] / 1e9))
+    # An explicit ulimit list replaces Podman's defaults, whose nofile may exceed the host's hard limit.
+    ulimits = {_ulimit_name(item): item for item in options.get("ulimits", [])}
+    for name, value in PODMAN_DEFAULT_ULIMITS.items():
+        ulimits.setdefault(name, {"Name": name, "Soft": value, "Hard": value})
+    options["ulimits"] = [
+        {"Name": name, "Soft": _field(item, "Soft"), "Hard": _field(item, "Hard")} for name, item in ulimits.items()
+    ]
+    return options
+
+
+RLIM_INFINITY = 2**64 - 1  # Podman takes limits as uint64: Docker's -1 ("unlimited") is spelled this way
+
+
+def _field(item: Mapping[str, Any], key: str) -> Any:
+    value = item.get(key, item.get(key.lower()))
+    return RLIM_INFINITY if value == -1 else value
+
+
+def _ulimit_name(item: Mapping[str, Any]) -> str:
+    return str(_field(item, "Name"))

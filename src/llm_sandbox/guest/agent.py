@@ -2,29 +2,34 @@
 
 The host starts this file once per session (``python3 -c <source>``) over one attached exec stream and then sends
 it requests; each run costs one message each way instead of several engine round trips. It must run on any
-Python 3.6+ found in a container and uses the standard library only.
+Python 3.7+ found in a container and uses the standard library only, importing as little as it can: its start-up
+is on the path of every session (no json, typing, shutil or tempfile at start).
 
 Wire format, both directions: a 5-byte header (one type byte, a big-endian 32-bit length) and the payload.
-Host to guest: ``J`` frames holding one JSON request. Guest to host: ``1``/``2`` frames with raw stdout/stderr bytes
-of the running request, and one ``J`` frame with the JSON reply that ends the request.
+Host to guest: an ``M`` frame holding one request as ``marshal`` data (built in, so nothing to import; safe in this
+direction only: the guest trusts the host, never the reverse), followed by a ``B`` frame of bytes when the request
+says ``with_payload``. Guest to host: ``1``/``2`` frames with raw stdout/stderr bytes of the running request, and one
+``J`` frame with the JSON reply that ends it (written by ``to_json`` below; the host parses it with ``json``).
 
 The guest marks itself a child subreaper, so every process a run starts, even one that detaches with ``setsid``
 and a double fork, stays its descendant; killing a run therefore means killing every descendant, and nothing
 outside the run is touched (the container's own processes in an attached container stay alive).
 """
 
+from __future__ import annotations
+
 import ctypes
-import json
+import marshal
 import os
-import selectors
-import shutil
+import select
 import signal
 import struct
-import subprocess
 import sys
-import tempfile
 import time
-from typing import Any, Dict, List, Optional, Tuple, cast
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing would cost every session start-up
+    from typing import Any, Dict, List, Optional, Tuple
 
 HEADER = struct.Struct(">cI")
 PR_SET_CHILD_SUBREAPER = 36
@@ -45,8 +50,36 @@ def send(kind: bytes, payload: bytes) -> None:
     OUT.flush()
 
 
+JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def quote(text: str) -> str:
+    parts = []
+    for char in text:
+        if char in JSON_ESCAPES:
+            parts.append(JSON_ESCAPES[char])
+        elif char < " " or "\ud800" <= char <= "\udfff":
+            parts.append("\\u%04x" % ord(char))
+        else:
+            parts.append(char)
+    return '"' + "".join(parts) + '"'
+
+
+def to_json(value: object) -> str:
+    """JSON for the plain values replies hold (None, bools, numbers, strings, lists, dicts)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(to_json(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(quote(str(key)) + ":" + to_json(item) for key, item in value.items()) + "}"
+    return quote(str(value))
+
+
 def reply(message: Dict[str, Any]) -> None:
-    send(b"J", json.dumps(message).encode())
+    send(b"J", to_json(message).encode())
 
 
 def read_exact(size: int) -> Optional[bytes]:
@@ -59,15 +92,29 @@ def read_exact(size: int) -> Optional[bytes]:
     return data
 
 
-def read_request() -> Optional[Dict[str, Any]]:
+def read_frame() -> Optional[Tuple[bytes, bytes]]:
     header = read_exact(HEADER.size)
     if header is None:
         return None
-    _kind, size = HEADER.unpack(header)
+    kind, size = HEADER.unpack(header)
     body = read_exact(size)
     if body is None:
         return None
-    return cast(Dict[str, Any], json.loads(body.decode()))
+    return kind, body
+
+
+def read_request() -> Optional[Dict[str, Any]]:
+    """The next request; one that says ``with_payload`` is followed by a binary frame, kept as ``payload``."""
+    frame = read_frame()
+    if frame is None:
+        return None
+    request: Dict[str, Any] = marshal.loads(frame[1])
+    if request.get("with_payload"):
+        payload = read_frame()
+        if payload is None:
+            return None
+        request["payload"] = payload[1]
+    return request
 
 
 def become_subreaper() -> bool:
@@ -76,6 +123,63 @@ def become_subreaper() -> bool:
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
+
+
+# A seccomp filter stacked on the engine's own profile for user code in sandboxes the library owns: no new
+# namespaces (unshare, setns, clone with namespace flags), so code cannot become "root" in a user namespace and
+# reach kernel paths that need it; clone3 answers ENOSYS so that libc falls back to clone, which is checked.
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+SYSCALLS = {  # unshare, setns, clone, clone3
+    "x86_64": (272, 308, 56, 435),
+    "aarch64": (97, 268, 220, 435),
+}
+NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+RET_ALLOW, RET_EPERM, RET_ENOSYS = 0x7FFF0000, 0x00050001, 0x00050026
+LD_ABS, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
+
+
+class SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+
+def namespace_filter(machine: str) -> List[Tuple[int, int, int, int]]:
+    """The BPF program, as (code, jump-if-true, jump-if-false, k); empty where the architecture is unknown."""
+    if machine not in SYSCALLS:
+        return []
+    unshare, setns, clone, clone3 = SYSCALLS[machine]
+    # Jump offsets count instructions after the jump; the three returns sit at the end: ALLOW, EPERM, ENOSYS.
+    return [
+        (LD_ABS, 0, 0, 4),  # 0: architecture
+        (JEQ, 0, 7, AUDIT_ARCH[machine]),  # 1: another ABI: allow (8)
+        (LD_ABS, 0, 0, 0),  # 2: syscall number
+        (JEQ, 6, 0, unshare),  # 3: -> EPERM (10)
+        (JEQ, 5, 0, setns),  # 4: -> EPERM
+        (JEQ, 5, 0, clone3),  # 5: -> ENOSYS (11)
+        (JEQ, 0, 2, clone),  # 6: not clone: allow
+        (LD_ABS, 0, 0, 16),  # 7: clone's flags (low word of the first argument)
+        (JSET, 1, 0, NAMESPACE_FLAGS),  # 8: any namespace flag -> EPERM
+        (RET, 0, 0, RET_ALLOW),  # 9 (allow sits at 9; the arch jump above lands here too)
+        (RET, 0, 0, RET_EPERM),  # 10
+        (RET, 0, 0, RET_ENOSYS),  # 11
+    ]
+
+
+def confine() -> None:
+    """Install the namespace filter in this (child) process; runs between fork and exec. Fails closed."""
+    program = namespace_filter(os.uname().machine)
+    if not program:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    filters = (SockFilter * len(program))(*[SockFilter(*item) for item in program])
+    fprog = SockFprog(len(program), filters)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS: required to install a filter unprivileged
+        raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "cannot install the sandbox's seccomp filter")
 
 
 def parent_map() -> Dict[int, Tuple[int, str]]:
@@ -98,7 +202,7 @@ def parent_map() -> Dict[int, Tuple[int, str]]:
 
 def descendants(root: int) -> List[Tuple[int, str]]:
     table = parent_map()
-    children = {}  # type: Dict[int, List[Tuple[int, str]]]
+    children: Dict[int, List[Tuple[int, str]]] = {}
     for pid, (ppid, state) in table.items():
         children.setdefault(ppid, []).append((pid, state))
     found, todo = [], [root]
@@ -191,11 +295,135 @@ def write_files(files: List[Dict[str, Any]]) -> None:
 def make_temp_dir(request: Dict[str, Any]) -> Optional[str]:
     if not request.get("tempdir"):
         return None
-    return tempfile.mkdtemp(prefix="llm-sandbox-run-")
+    base = os.environ.get("TMPDIR") or "/tmp"
+    for _attempt in range(100):
+        path = os.path.join(base, "llm-sandbox-run-" + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise OSError("cannot create a temporary folder in " + base)
+
+
+def remove_tree(path: str) -> None:
+    """Remove a folder the run used, never following a link the code may have planted in it."""
+    for root, folders, files in os.walk(path, topdown=False):
+        for name in files:
+            try:
+                os.unlink(os.path.join(root, name))
+            except OSError:
+                pass
+        for name in folders:
+            entry = os.path.join(root, name)
+            try:
+                os.unlink(entry) if os.path.islink(entry) else os.rmdir(entry)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def which(name: str) -> Optional[str]:
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def expand(value: str, temp_dir: Optional[str]) -> str:
     return value.replace("{tmp}", temp_dir) if temp_dir else value
+
+
+def prefer_for_oom_kill() -> None:
+    """Make the run's processes the memory killer's first choice, so that a memory bomb never takes the helper."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+
+
+def wait_status(status: int) -> int:
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+class Child:
+    """A process started with fork and exec, in a session of its own, stdin from /dev/null and its output on two
+    pipes. (The subprocess module would do, but importing it would cost every session's start-up.)"""
+
+    def __init__(self, argv: List[str], env: Dict[str, str], cwd: Optional[str], confined: bool) -> None:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        check_read, check_write = os.pipe()  # close-on-exec: stays empty when exec succeeds
+        pid = os.fork()
+        if pid == 0:  # the child: nothing here may return into the helper's loop
+            try:
+                os.setsid()
+                # Python ignores these two; the code it runs must get the default actions (a write past the
+                # file-size limit is a SIGXFSZ death, exit 153, not an error the code may swallow).
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+                prefer_for_oom_kill()
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.dup2(out_write, 1)
+                os.dup2(err_write, 2)
+                if cwd:
+                    os.chdir(cwd)
+                if confined:
+                    confine()
+                os.execvpe(argv[0], argv, env)
+            except BaseException as error:
+                number = getattr(error, "errno", None) or 0
+                os.write(check_write, ("%d:%s" % (number, getattr(error, "strerror", None) or error)).encode())
+            finally:
+                os._exit(127)
+        for fd in (out_write, err_write, check_write):
+            os.close(fd)
+        self.pid = pid
+        self.returncode: Optional[int] = None
+        self.stdout_fd, self.stderr_fd = out_read, err_read
+        failure = b""
+        while True:
+            chunk = os.read(check_read, 4096)
+            if not chunk:
+                break
+            failure += chunk
+        os.close(check_read)
+        if failure:
+            self.wait()
+            self.close()
+            number, _, message = failure.decode(errors="replace").partition(":")
+            raise OSError(int(number or 0), message)
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = wait_status(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = wait_status(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for fd in (self.stdout_fd, self.stderr_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class Run:
@@ -228,7 +456,7 @@ class Run:
             return self.spawn_and_wait(argv, request)
         finally:
             if temp_dir:
-                shutil.rmtree(temp_dir, ignore_errors=True)
+                remove_tree(temp_dir)
 
     def spawn_and_wait(self, argv: List[str], request: Dict[str, Any]) -> Dict[str, Any]:
         env = dict(os.environ)
@@ -240,26 +468,12 @@ class Run:
         before = resource_counters()
         started = time.monotonic()
         try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE if request.get("stdin") is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-            )
+            process = Child(argv, env, cwd, confined=self.kill_all_of_uid)
         except OSError as error:
             message = "%s: %s\n" % (argv[0], error.strerror or error)
             self.relay(b"2", message.encode())
             code = 127 if isinstance(error, FileNotFoundError) else 126
             return {"exit_code": code, "duration_s": time.monotonic() - started}
-        if process.stdin is not None:
-            try:
-                process.stdin.write(request["stdin"].encode("utf-8", "surrogateescape"))
-                process.stdin.close()
-            except OSError:
-                pass
         timeout = request.get("timeout")
         deadline = started + float(timeout) if timeout else None
         self.pump(process, deadline)
@@ -275,26 +489,26 @@ class Run:
             "limits": raised,
         }
 
-    def pump(self, process: "subprocess.Popen[bytes]", deadline: Optional[float]) -> None:
-        assert process.stdout is not None
-        assert process.stderr is not None
-        selector = selectors.DefaultSelector()
-        selector.register(process.stdout, selectors.EVENT_READ, b"1")
-        selector.register(process.stderr, selectors.EVENT_READ, b"2")
+    def pump(self, process: Child, deadline: Optional[float]) -> None:
+        kinds = {process.stdout_fd: b"1", process.stderr_fd: b"2"}
+        poller = select.poll()
+        for fd in kinds:
+            poller.register(fd, select.POLLIN)
         exited_at = None
-        while selector.get_map():
+        while kinds:
             now = time.monotonic()
             wait = 0.5
             if deadline is not None:
                 wait = min(wait, max(0.0, deadline - now))
             if exited_at is not None:
                 wait = min(wait, max(0.0, exited_at + DRAIN_GRACE_S - now))
-            for key, _events in selector.select(wait):
-                data = os.read(key.fd, CHUNK)
+            for fd, _event in poller.poll(int(wait * 1000)):
+                data = os.read(fd, CHUNK)
                 if not data:
-                    selector.unregister(key.fileobj)
+                    poller.unregister(fd)
+                    del kinds[fd]
                     continue
-                self.relay(key.data, data)
+                self.relay(kinds[fd], data)
             now = time.monotonic()
             if self.truncated and not self.stopped:
                 self.stop(process)
@@ -307,16 +521,11 @@ class Run:
                 # The main process is gone but a background child keeps the pipes open: end it.
                 kill_descendants(False, keep=process.pid)
                 exited_at = now
-        selector.close()
-        process.stdout.close()
-        process.stderr.close()
+        process.close()
 
-    def stop(self, process: "subprocess.Popen[bytes]") -> None:
+    def stop(self, process: Child) -> None:
         self.stopped = True
-        try:
-            process.kill()
-        except OSError:
-            pass
+        process.kill()
         kill_descendants(self.kill_all_of_uid, keep=process.pid)
 
 
@@ -326,7 +535,7 @@ def find_python(workdir: str) -> str:
         if os.path.exists(os.path.join(workdir, name, "pyvenv.cfg")) and os.access(candidate, os.X_OK):
             return candidate
     for name in ("python3", "python"):
-        found = shutil.which(name)
+        found = which(name)
         if found:
             return found
     return sys.executable
@@ -343,10 +552,34 @@ def describe(request: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def deepest_existing(path: str) -> str:
+    while not os.path.isdir(path) and path not in ("", "/"):
+        path = os.path.dirname(path)
+    return path or "/"
+
+
+def put_files(request: Dict[str, Any]) -> Dict[str, Any]:
+    """Unpack the host's tar into ``parent`` (created if missing), as this process's user."""
+    parent = request["parent"]
+    try:
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        import io  # only copies need these: keep them off the helper's start-up
+        import tarfile
+
+        with tarfile.open(fileobj=io.BytesIO(request["payload"])) as archive:
+            archive.extractall(parent)  # the host made this archive from the caller's files
+    except OSError as error:
+        return {"errno": error.errno, "reason": str(error), "ancestor": deepest_existing(parent)}
+    return {}
+
+
 def handle(request: Dict[str, Any], kill_all_of_uid: bool) -> Dict[str, Any]:
     op = request.get("op")
     if op == "exec":
         return Run(request, kill_all_of_uid).execute()
+    if op == "put":
+        return put_files(request)
     if op == "info":
         return describe(request)
     if op == "ping":

@@ -1,0 +1,111 @@
+"""The Podman backend: the Podman API service through the podman SDK.
+
+Podman differs from Docker in ways the caller never sees: containers start on the ``podman`` bridge and are cut
+off from it before they start (Podman cannot connect a container created with ``--network none``); the init is
+catatonit; ulimits are given in full (an explicit list replaces the engine's defaults, which may exceed the
+host's hard limits); and the workdir is made writable from inside, since Podman ignores copyUIDGID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from llm_sandbox.backends.base import ContainerSpec
+from llm_sandbox.backends.engine_errors import engine_errors
+from llm_sandbox.backends.oci import OciBackend, shared_client
+from llm_sandbox.backends.runtime_options import podman_create_options
+from llm_sandbox.backends.sdk import import_sdk
+from llm_sandbox.errors import ContainerError
+
+ROOT_SOCKET = "/run/podman/podman.sock"
+NETWORK = "podman"
+
+
+def default_podman_socket() -> str:
+    """CONTAINER_HOST, else the root service socket, else the user's ($XDG_RUNTIME_DIR/podman/podman.sock)."""
+    host = os.environ.get("CONTAINER_HOST")
+    if host:
+        return host
+    if os.path.exists(ROOT_SOCKET):
+        return f"unix://{ROOT_SOCKET}"
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
+    return f"unix://{runtime_dir}/podman/podman.sock"
+
+
+def default_podman_client() -> Any:
+    podman = import_sdk("podman", extra="podman")
+    with engine_errors("connecting to the Podman service", sdk="podman"):
+        client = podman.PodmanClient(base_url=default_podman_socket())
+        client.ping()
+        return client
+
+
+def shared_podman_client() -> Any:
+    """The process's default client for the default socket, made once."""
+    return shared_client(("podman", default_podman_socket()), default_podman_client)
+
+
+class PodmanBackend(OciBackend):
+    """One container on a Podman service."""
+
+    sdk = "podman"
+
+    def _default_client(self) -> Any:
+        return shared_podman_client()
+
+    def _create_options(self, spec: ContainerSpec) -> dict[str, Any]:
+        return podman_create_options(spec)
+
+    def _prepare(self, spec: ContainerSpec) -> None:
+        if not spec.network_enabled:
+            self._switch_network(False)
+
+    def _after_start(self, spec: ContainerSpec) -> None:
+        # Root in the container has no capabilities, so it cannot chown; it can create a folder it then owns and
+        # open it to the code user (sticky, like /tmp). An image that already has a writable workdir is untouched.
+        script = 'test -d "$1" || { mkdir -p "$1" && chmod 1777 "$1"; }'
+        result = self.exec(["/bin/sh", "-c", script, "sh", spec.workdir], user="0")
+        if result.exit_code != 0:
+            raise ContainerError(f"cannot prepare the workdir {spec.workdir}: {result.stderr.decode(errors='replace')}")
+
+    def _api_request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return getattr(self.client.api, method)(path, **kwargs)
+
+    def _exec_create(
+        self, argv: Sequence[str], user: str | None, workdir: str | None, env: Mapping[str, str], stdin: bool
+    ) -> str:
+        body: dict[str, Any] = {
+            "AttachStdin": stdin,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Cmd": list(argv),
+            "Env": [f"{key}={value}" for key, value in env.items()],
+            "Tty": False,
+        }
+        if user:
+            body["User"] = user
+        if workdir:
+            body["WorkingDir"] = workdir
+        response = self._checked(self.client.api.post(f"/containers/{self.container_id}/exec", data=json.dumps(body)))
+        return str(response.json()["Id"])
+
+    def _exec_hijack(self, exec_id: str) -> Any:
+        return self._checked(
+            self.client.api.post(
+                f"/exec/{exec_id}/start",
+                data=json.dumps({"Detach": False, "Tty": False}),
+                headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                stream=True,
+            )
+        )
+
+    def _exec_exit_code(self, exec_id: str) -> int:
+        return int(self._checked(self.client.api.get(f"/exec/{exec_id}/json")).json().get("ExitCode") or 0)
+
+    def _switch_network(self, enabled: bool) -> None:
+        action = "connect" if enabled else "disconnect"
+        body = json.dumps({"Container": self.container_id})
+        self._checked(self.client.api.post(f"/networks/{NETWORK}/{action}", data=body))
