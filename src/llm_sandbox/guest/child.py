@@ -1,0 +1,88 @@
+"""Starting a run's process with fork and exec (the subprocess module would cost every session its import)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
+    from typing import Dict, List, Optional
+
+    from llm_sandbox.guest.confine import confine, prefer_for_oom_kill
+    from llm_sandbox.guest.processes import wait_status
+
+
+class Child:
+    """A process started with fork and exec, in a session of its own, stdin from /dev/null and its output on two
+    pipes. (The subprocess module would do, but importing it would cost every session's start-up.)"""
+
+    def __init__(self, argv: List[str], env: Dict[str, str], cwd: Optional[str], confined: bool) -> None:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        check_read, check_write = os.pipe()  # close-on-exec: stays empty when exec succeeds
+        pid = os.fork()
+        if pid == 0:  # the child: nothing here may return into the helper's loop
+            try:
+                os.setsid()
+                # Python ignores these two; the code it runs must get the default actions (a write past the
+                # file-size limit is a SIGXFSZ death, exit 153, not an error the code may swallow).
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+                prefer_for_oom_kill()
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.dup2(out_write, 1)
+                os.dup2(err_write, 2)
+                if cwd:
+                    os.chdir(cwd)
+                if confined:
+                    confine()
+                os.execvpe(argv[0], argv, env)
+            except BaseException as error:
+                number = getattr(error, "errno", None) or 0
+                os.write(check_write, ("%d:%s" % (number, getattr(error, "strerror", None) or error)).encode())
+            finally:
+                os._exit(127)
+        for fd in (out_write, err_write, check_write):
+            os.close(fd)
+        self.pid = pid
+        self.returncode: Optional[int] = None
+        self.stdout_fd, self.stderr_fd = out_read, err_read
+        failure = b""
+        while True:
+            chunk = os.read(check_read, 4096)
+            if not chunk:
+                break
+            failure += chunk
+        os.close(check_read)
+        if failure:
+            self.wait()
+            self.close()
+            number, _, message = failure.decode(errors="replace").partition(":")
+            raise OSError(int(number or 0), message)
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = wait_status(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = wait_status(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for fd in (self.stdout_fd, self.stderr_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
