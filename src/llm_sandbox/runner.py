@@ -23,7 +23,7 @@ from llm_sandbox.errors import (
     SandboxError,
     SandboxTimeoutError,
 )
-from llm_sandbox.guest import agent_source
+from llm_sandbox.guest import BOOTSTRAP, agent_payload
 from llm_sandbox.guest_link import GuestLink, GuestLinkError, OutputCallback, Reply
 from llm_sandbox.lifecycle import code_user
 
@@ -56,14 +56,15 @@ class GuestRunner:
         if owned:
             environment["HOME"] = self._options.workdir
         stream = self._backend.open_stream(
-            ["/bin/sh", "-c", LAUNCHER, "llm-sandbox-guest", agent_source()],
+            ["/bin/sh", "-c", LAUNCHER, "llm-sandbox-guest", BOOTSTRAP],
             user=code_user(self._options) if owned else None,
             environment=environment,
         )
         self._link = GuestLink(stream, self._options.encoding_errors)
         try:
+            stream.send(agent_payload())
             reply = self._link.request({"op": "info", "workdir": self._options.workdir}, timeout=30)
-        except GuestLinkError as error:
+        except (GuestLinkError, OSError) as error:
             self._link.close()
             self._link = None
             said = self._diagnose() or getattr(stream, "stderr_tail", b"").decode("utf-8", "replace").strip()
@@ -116,7 +117,8 @@ class GuestRunner:
         path = language.code_path()
         argv = language.run_argv({"file": path, "dir": "{tmp}", "python": self.python, "workdir": self.workdir})
         files = [{"path": path, "content": code}]
-        return self._exec(argv, self._options.workdir, timeout, on_stdout, on_stderr, files=files)
+        warm = self.python if language.warm_interpreter else None
+        return self._exec(argv, self._options.workdir, timeout, on_stdout, on_stderr, files=files, warm_python=warm)
 
     def run_argv(
         self,
@@ -175,8 +177,10 @@ class GuestRunner:
         on_stdout: OutputCallback | None,
         on_stderr: OutputCallback | None,
         files: list[dict[str, Any]] | None = None,
+        warm_python: str | None = None,
     ) -> ConsoleOutput:
         request: dict[str, Any] = {
+            "warm_python": warm_python,
             "op": "exec",
             "argv": [*self._backend.command_prefix, *argv],
             "cwd": cwd,

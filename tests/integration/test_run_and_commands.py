@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -138,3 +139,30 @@ def test_session_must_be_open() -> None:
     session = SandboxSession(lang="python")
     with pytest.raises(NotOpenSessionError):
         session.run("print(1)")
+
+
+def test_runs_look_like_plain_python_whether_warm_or_cold(session: SandboxSession) -> None:
+    # After a Python run the helper keeps an interpreter started for the next one: what the code sees and what
+    # a failure prints must not tell the two apart.
+    code = (
+        '"""doc"""\nimport sys\n'
+        "print(__name__, __doc__, __file__ == sys.argv[0], sys.path[0] == __file__.rsplit('/', 1)[0])\n"
+        "print(sys.stdin.read() == '', flush=True)\n"
+        "def fail():\n    raise ValueError('boom')\nfail()\n"
+    )
+    session.execute_command("true")  # starts the next run cold
+    outputs = []
+    for _ in range(3):
+        time.sleep(0.3)  # gives the helper time to have an interpreter waiting
+        result = session.run(code)
+        outputs.append(result)
+        assert result.exit_code == 1
+        assert result.stdout == "__main__ doc True True\nTrue\n"
+        lines = result.stderr.splitlines()
+        assert lines[0] == "Traceback (most recent call last):"
+        assert lines[1].startswith('  File "/tmp/llm-sandbox-run-') and lines[1].endswith(
+            'main.py", line 7, in <module>'
+        )
+        assert lines[-1] == "ValueError: boom"
+        assert "<string>" not in result.stderr
+    assert len({len(result.stderr.splitlines()) for result in outputs}) == 1

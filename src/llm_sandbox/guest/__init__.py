@@ -10,8 +10,20 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-MODULES = ("wire", "confine", "processes", "child", "files", "agent")
+MODULES = ("wire", "confine", "processes", "child", "files", "warm", "agent")
+# The command line only holds this loader: the program itself comes first on stdin (length, then source), so that
+# argv stays short (and `ps` inside the sandbox readable).
+BOOTSTRAP = (
+    "import struct,sys;i=sys.stdin.buffer;n=struct.unpack('>I',i.read(4))[0];"
+    "exec(compile(i.read(n),'llm-sandbox-guest','exec'))"
+)
 FUTURE = "from __future__ import annotations\n"
+
+
+def agent_payload() -> bytes:
+    """What the host sends first on the helper's stdin: the program, length first, as BOOTSTRAP reads it."""
+    source = agent_source().encode("utf-8")
+    return len(source).to_bytes(4, "big") + source
 
 
 @cache

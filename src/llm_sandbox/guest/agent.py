@@ -24,7 +24,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Tuple
 
     from llm_sandbox.guest.child import Child
     from llm_sandbox.guest.confine import become_subreaper
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         kill_descendants,
         resource_counters,
     )
+    from llm_sandbox.guest.warm import Spares, start_warm, warm_argv_path
     from llm_sandbox.guest.wire import read_request, reply, send
 
 CHUNK = 65536
@@ -56,6 +57,7 @@ class Run:
         self.truncated = False
         self.timed_out = False
         self.stopped = False
+        self.warm_next: Optional[Tuple[str, Optional[str], Dict[str, str]]] = None
 
     def relay(self, kind: bytes, data: bytes) -> None:
         if self.limit and self.sent[kind] + len(data) > self.limit:
@@ -86,8 +88,17 @@ class Run:
             cwd = None
         before = resource_counters()
         started = time.monotonic()
+        python = request.get("warm_python")
+        path = warm_argv_path(argv, python) if python else None
+        spare = SPARES.take(Spares.key_for(python, cwd, env)) if python and path else None
+        if python and path:
+            self.warm_next = (python, cwd, env)  # ready the next interpreter once this run has answered
         try:
-            process = Child(argv, env, cwd, confined=self.kill_all_of_uid)
+            if spare is not None and path is not None:
+                process = spare
+                start_warm(process, path)
+            else:
+                process = Child(argv, env, cwd, confined=self.kill_all_of_uid)
         except OSError as error:
             message = "%s: %s\n" % (argv[0], error.strerror or error)
             self.relay(b"2", message.encode())
@@ -174,7 +185,13 @@ def describe(request: Dict[str, Any]) -> Dict[str, Any]:
 def handle(request: Dict[str, Any], kill_all_of_uid: bool) -> Dict[str, Any]:
     op = request.get("op")
     if op == "exec":
-        return Run(request, kill_all_of_uid).execute()
+        if not request.get("warm_python"):
+            SPARES.discard()  # before the run: its clean-up kills every leftover process, a spare included
+        run = Run(request, kill_all_of_uid)
+        result = run.execute()
+        STATE["warm_next"] = run.warm_next
+        return result
+    SPARES.discard()  # anything else may change what a fresh interpreter would see
     if op == "put":
         return put_files(request)
     if op == "info":
@@ -198,10 +215,18 @@ def main() -> None:
             result = {"error": "%s: %s" % (type(error).__name__, error)}
         result["id"] = request.get("id")
         reply(result)
+        warm_next = STATE.pop("warm_next", None)
+        if warm_next is not None:
+            python, cwd, env = warm_next
+            SPARES.prepare(python, cwd, env, confined=kill_all_of_uid)
+        else:
+            SPARES.discard()
+    SPARES.discard()
     kill_descendants(kill_all_of_uid)
 
 
-STATE = {"subreaper": False}
+STATE: Dict[str, Any] = {"subreaper": False}
+SPARES = Spares()
 
 if __name__ == "__main__":
     main()

@@ -14,10 +14,13 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
 
 
 class Child:
-    """A process started with fork and exec, in a session of its own, stdin from /dev/null and its output on two
-    pipes. (The subprocess module would do, but importing it would cost every session's start-up.)"""
+    """A process started with fork and exec, in a session of its own, stdin from /dev/null (or a pipe) and its
+    output on two pipes. (The subprocess module would do, but importing it would cost every session's start-up.)"""
 
-    def __init__(self, argv: List[str], env: Dict[str, str], cwd: Optional[str], confined: bool) -> None:
+    def __init__(
+        self, argv: List[str], env: Dict[str, str], cwd: Optional[str], confined: bool, stdin_pipe: bool = False
+    ) -> None:
+        in_read, in_write = os.pipe() if stdin_pipe else (None, None)
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         check_read, check_write = os.pipe()  # close-on-exec: stays empty when exec succeeds
@@ -30,7 +33,7 @@ class Child:
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
                 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
                 prefer_for_oom_kill()
-                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.dup2(in_read if in_read is not None else os.open(os.devnull, os.O_RDONLY), 0)
                 os.dup2(out_write, 1)
                 os.dup2(err_write, 2)
                 if cwd:
@@ -43,11 +46,13 @@ class Child:
                 os.write(check_write, ("%d:%s" % (number, getattr(error, "strerror", None) or error)).encode())
             finally:
                 os._exit(127)
-        for fd in (out_write, err_write, check_write):
-            os.close(fd)
+        for fd in (out_write, err_write, check_write, in_read):
+            if fd is not None:
+                os.close(fd)
         self.pid = pid
         self.returncode: Optional[int] = None
         self.stdout_fd, self.stderr_fd = out_read, err_read
+        self.stdin_fd: Optional[int] = in_write
         failure = b""
         while True:
             chunk = os.read(check_read, 4096)
@@ -63,14 +68,20 @@ class Child:
 
     def poll(self) -> Optional[int]:
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return self.wait()
             if pid:
                 self.returncode = wait_status(status)
         return self.returncode
 
     def wait(self) -> int:
         if self.returncode is None:
-            self.returncode = wait_status(os.waitpid(self.pid, 0)[1])
+            try:
+                self.returncode = wait_status(os.waitpid(self.pid, 0)[1])
+            except ChildProcessError:  # reaped already by a clean-up of leftovers: it was killed
+                self.returncode = -signal.SIGKILL
         return self.returncode
 
     def kill(self) -> None:
@@ -81,7 +92,9 @@ class Child:
                 pass
 
     def close(self) -> None:
-        for fd in (self.stdout_fd, self.stderr_fd):
+        for fd in (self.stdout_fd, self.stderr_fd, self.stdin_fd):
+            if fd is None:
+                continue
             try:
                 os.close(fd)
             except OSError:

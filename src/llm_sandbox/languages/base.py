@@ -45,6 +45,8 @@ class Language:
     #: The user installs run as; None is the code user. System package managers need "0" (root, still without
     #: capabilities in a container the library created).
     install_user: str | None = None
+    #: Runs are ``{python} -u {file}``: the helper may keep that interpreter started ahead of the next run.
+    warm_interpreter: bool = False
 
     def run_argv(self, values: Mapping[str, str]) -> list[str]:
         return [_fill(part, values) for part in self.run]

@@ -16,6 +16,7 @@ PIP_REQUIREMENT = re.compile(
 
 LANGUAGE = Language(
     name="python",
+    warm_interpreter=True,
     file_name="main.py",
     run=("{python}", "-u", "{file}"),
     install=(
