@@ -60,7 +60,23 @@ def ensure_reference_venv(venv: Path) -> Path:
 
 
 class WorkerError(RuntimeError):
-    """A worker failed an operation or stopped answering."""
+    """A worker failed an operation (``answer`` holds its error reply) or stopped answering (``answer`` is None)."""
+
+    def __init__(self, message: str, answer: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+    @property
+    def reason(self) -> str:
+        """The library's own error (``Type: message``) when the worker answered, else the worker's fate."""
+        if self.answer is not None:
+            return str(self.answer.get("error", "unknown error"))
+        return str(self).splitlines()[0]
+
+    @property
+    def containers(self) -> list[str]:
+        """Containers the failed operation had created before failing (to remove at the end)."""
+        return [str(cid) for cid in (self.answer or {}).get("containers", [])]
 
 
 class WorkerProcess:
@@ -108,7 +124,7 @@ class WorkerProcess:
             raise WorkerError(f"{self.side} worker exited during {op!r}: {self.tail()}")
         answer: dict[str, Any] = json.loads(line)
         if not answer.get("ok"):
-            raise WorkerError(f"{self.side} worker failed {op!r}: {answer.get('error')}\n{self.tail()}")
+            raise WorkerError(f"{self.side} worker failed {op!r}: {answer.get('error')}\n{self.tail()}", answer)
         return answer
 
     def tail(self, lines: int = 30) -> str:
@@ -167,13 +183,13 @@ def start_attach_target(client: Any, image: str) -> Any:
     return container
 
 
-def looks_like_reference(attrs: dict[str, Any], image_ids: set[str], image: str) -> bool:
-    """A container made by the reference's ``open()``: our image, image's own CMD, a TTY, PYTHONUNBUFFERED=1."""
+def looks_like_reference(attrs: dict[str, Any], image_ids: set[str], images: set[str]) -> bool:
+    """A container made by the reference's ``open()``: a bench image, its own CMD, a TTY, PYTHONUNBUFFERED=1."""
     config = attrs.get("Config") or {}
     labels = config.get("Labels") or {}
     if OUR_LABEL in labels or BENCH_LABEL in labels:
         return False
-    if attrs.get("Image") not in image_ids and config.get("Image") not in {image, *image_ids}:
+    if attrs.get("Image") not in image_ids and config.get("Image") not in images | image_ids:
         return False
     return bool(config.get("Tty")) and "PYTHONUNBUFFERED=1" in (config.get("Env") or [])
 
@@ -182,7 +198,7 @@ def sweep(
     client: Any,
     *,
     window: tuple[float, float],
-    image: str,
+    images: set[str],
     image_ids: set[str],
     known: set[str],
     our_pid: int | None,
@@ -192,7 +208,7 @@ def sweep(
 
     Always: containers a worker reported (``known``) and ours labelled with our worker's pid. With ``by_shape``
     (the run failed, so a reference container may exist whose id never came back): also unlabelled containers of
-    the reference's shape created from the bench image inside ``window``. The reference does not label its
+    the reference's shape created from a bench image inside ``window``. The reference does not label its
     containers, and other people's containers on this engine must survive, so that guess is only made when needed.
     """
     removed: list[str] = []
@@ -201,7 +217,7 @@ def sweep(
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         created = docker_created(attrs)
         in_window = window[0] - 1 <= created <= window[1] + 1
-        shaped = in_window and looks_like_reference(attrs, image_ids, image)
+        shaped = in_window and looks_like_reference(attrs, image_ids, images)
         ours = our_pid is not None and labels.get(OUR_PID_LABEL) == str(our_pid)
         if container.id in known or ours or (by_shape and shaped):
             try:
@@ -214,8 +230,11 @@ def sweep(
     return removed
 
 
-def image_ids(client: Any, image: str) -> set[str]:
-    try:
-        return {str(client.images.get(image).id)}
-    except Exception:
-        return set()
+def image_ids(client: Any, *images: str) -> set[str]:
+    found: set[str] = set()
+    for image in images:
+        try:
+            found.add(str(client.images.get(image).id))
+        except Exception:
+            continue
+    return found

@@ -28,18 +28,34 @@ CODE = "print('hi')"
 COMMAND = "echo hi"
 EXPECTED = "hi\n"
 
+# The "languages" workload: the smallest program printing exactly "hello\n" in each language both libraries know.
+HELLO = {
+    "python": "print('hello')\n",
+    "javascript": "console.log('hello');\n",
+    "java": 'public class Main { public static void main(String[] a) { System.out.println("hello"); } }\n',
+    "cpp": '#include <iostream>\n\nint main() {\n    std::cout << "hello" << std::endl;\n    return 0;\n}\n',
+    "go": 'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("hello")\n}\n',
+    "ruby": 'puts "hello"\n',
+    "r": 'cat("hello\\n")\n',
+}
+HELLO_EXPECTED = "hello\n"
+
 
 class BenchmarkError(RuntimeError):
     """A measured operation did not produce the right output: its timing would be meaningless."""
 
+    def __init__(self, message: str, containers: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.containers = containers or []
 
-def check(what: str, result: Any) -> None:
+
+def check(what: str, result: Any, expected: str = EXPECTED) -> None:
     stdout = getattr(result, "stdout", None)
     exit_code = getattr(result, "exit_code", None)
-    if stdout != EXPECTED or exit_code != 0:
+    if stdout != expected or exit_code != 0:
         stderr = getattr(result, "stderr", None)
         raise BenchmarkError(
-            f"{what}: expected stdout {EXPECTED!r} and exit 0, got {stdout!r} exit {exit_code!r}; stderr {stderr!r}"
+            f"{what}: expected stdout {expected!r} and exit 0, got {stdout!r} exit {exit_code!r}; stderr {stderr!r}"
         )
 
 
@@ -47,6 +63,7 @@ class Worker:
     def __init__(self, side: str) -> None:
         self.side = side
         self.session: Any = None
+        self.lang_sessions: dict[str, Any] = {}
 
     def container_of(self, session: Any) -> str:
         # Ours exposes ``container_id``; the reference keeps the docker SDK container object.
@@ -93,6 +110,54 @@ class Worker:
         if self.session is None:
             raise BenchmarkError("no session is open: send 'open' first")
         return self.session
+
+    # One session per language for the "languages" workload ------------------------------------------------------
+
+    def op_lang_open(self, request: dict[str, Any]) -> dict[str, Any]:
+        lang = str(request["lang"])
+        if lang in self.lang_sessions:
+            raise BenchmarkError(f"a {lang} session is already open")
+        started = time.perf_counter()
+        session = SandboxSession(lang=lang, image=request["image"])
+        try:
+            session.open()
+        except Exception as error:
+            # Report what open() had created, and try to remove it; the bench removes what is left by id.
+            created = self.containers_if_any(session)
+            try:
+                session.close()
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+            raise BenchmarkError(f"{type(error).__name__}: {error}", created) from error
+        seconds = time.perf_counter() - started
+        self.lang_sessions[lang] = session
+        return {"seconds": seconds, "containers": [self.container_of(session)]}
+
+    def op_lang_run(self, request: dict[str, Any]) -> dict[str, Any]:
+        lang = str(request["lang"])
+        session = self.lang_sessions.get(lang)
+        if session is None:
+            raise BenchmarkError(f"no {lang} session is open: send 'lang_open' first")
+        started = time.perf_counter()
+        result = session.run(HELLO[lang])
+        seconds = time.perf_counter() - started
+        check(f"{lang} hello world", result, HELLO_EXPECTED)
+        return {"seconds": seconds}
+
+    def op_lang_close(self, request: dict[str, Any]) -> dict[str, Any]:
+        session = self.lang_sessions.pop(str(request["lang"]), None)
+        if session is None:
+            raise BenchmarkError(f"no {request['lang']} session is open")
+        started = time.perf_counter()
+        session.close()
+        return {"seconds": time.perf_counter() - started}
+
+    def containers_if_any(self, session: Any) -> list[str]:
+        try:
+            cid = self.container_of(session)
+        except Exception:
+            return []
+        return [] if cid in {"", "None"} else [cid]
 
     # Whole life cycles ------------------------------------------------------------------------------------------
 
@@ -145,9 +210,16 @@ class Worker:
         return method  # type: ignore[no-any-return]
 
     def shutdown(self) -> None:
-        if self.session is not None:
-            session, self.session = self.session, None
-            session.close()
+        sessions = [self.session, *self.lang_sessions.values()]
+        self.session = None
+        self.lang_sessions.clear()
+        for session in sessions:
+            if session is None:
+                continue
+            try:
+                session.close()
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
 
 
 def serve(side: str, requests: TextIO, answers: TextIO) -> None:
@@ -163,7 +235,10 @@ def serve(side: str, requests: TextIO, answers: TextIO) -> None:
                 answer = {"ok": True, **worker.handler(request["op"])(request)}
             except Exception as error:
                 traceback.print_exc(file=sys.stderr)
+                containers = getattr(error, "containers", None)
                 answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+                if isinstance(containers, list):
+                    answer["containers"] = containers
             answers.write(json.dumps(answer) + "\n")
             answers.flush()
     finally:

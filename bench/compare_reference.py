@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/compare_reference.py [--reps 30] [--only run,exec,new,attach] [--profile]
+    .venv/bin/python bench/compare_reference.py [--reps 30] [--only run,exec,new,attach,languages] [--profile]
 
 Both packages are imported as ``llm_sandbox``, so each side lives in its own worker process (ours on this
 interpreter, the reference on a venv under ``.bench/ref-venv`` that this script creates or reuses). The script
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.bench_languages import IMAGES, LanguageRun, render_languages  # noqa: E402
 from bench.bench_report import (  # noqa: E402
     SIDES,
     WORKLOADS,
@@ -40,6 +41,7 @@ from bench.bench_report import (  # noqa: E402
     summary,
 )
 from bench.bench_support import (  # noqa: E402
+    WorkerError,
     WorkerProcess,
     ensure_reference_venv,
     image_ids,
@@ -60,9 +62,14 @@ class Bench:
         self.workers = workers
         self.containers: set[str] = set()
         self.info: list[str] = []
+        self.reference_failed = False  # the reference failed somewhere: look for its unreported containers too
 
     def call(self, side: str, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
-        answer = self.workers[side].call(op, timeout, **fields)
+        try:
+            answer = self.workers[side].call(op, timeout, **fields)
+        except WorkerError as error:
+            self.containers.update(error.containers)
+            raise
         self.containers.update(answer.get("containers", []))
         return answer
 
@@ -116,6 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_workloads(bench: Bench, args: argparse.Namespace, client: Any) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     extra: list[str] = []
+    tables: list[str] = []
     selected = [w for w in WORKLOADS if w.name in args.chosen]
     persistent = [w for w in selected if w.name in {"run", "exec"}]
     if persistent:
@@ -143,7 +151,13 @@ def run_workloads(bench: Bench, args: argparse.Namespace, client: Any) -> tuple[
                     extra.append(bench.profile(workload, container_id=target.id))
             finally:
                 target.remove(force=True)
-    return rows, extra
+        elif workload.name == "languages":
+            run = LanguageRun(bench, workload, args.reps)
+            try:
+                tables.append(render_languages(run.measure_all(), workload, args.reps))
+            finally:
+                bench.reference_failed |= run.reference_failed
+    return rows, tables + extra
 
 
 def start_workers(reference_python: Path) -> dict[str, WorkerProcess]:
@@ -170,8 +184,8 @@ def cleanup(client: Any, bench: Bench, started: float, ids: set[str], our_pid: i
         removed = sweep(
             client,
             window=(started, time.time()),
-            image=IMAGE,
-            image_ids=ids | image_ids(client, IMAGE),
+            images={IMAGE, *IMAGES},
+            image_ids=ids | image_ids(client, IMAGE, *IMAGES),
             known=bench.containers,
             our_pid=our_pid,
             by_shape=by_shape,
@@ -192,12 +206,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     client = docker.from_env()
-    client.images.get(IMAGE)  # fails loudly when the image is missing: nothing can be pulled here
+    for image in [IMAGE, *(IMAGES if "languages" in args.chosen else ())]:
+        client.images.get(image)  # fails loudly when an image is missing: nothing can be pulled here
     SCRATCH.mkdir(exist_ok=True)
     reference_python = ensure_reference_venv(SCRATCH / "ref-venv")
     started = time.time()
     load_before = os.getloadavg()[0]
-    ids = image_ids(client, IMAGE)
+    ids = image_ids(client, IMAGE, *IMAGES)
     workers: dict[str, WorkerProcess] = {}
     bench = Bench(workers)
     our_pid: int | None = None
@@ -216,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for worker in workers.values():
             worker.stop(timeout=120.0)
-        cleanup(client, bench, started, ids, our_pid, by_shape=not completed)
+        cleanup(client, bench, started, ids, our_pid, by_shape=not completed or bench.reference_failed)
         if not args.keep_logs:
             for worker in workers.values():
                 worker.log_path.unlink(missing_ok=True)
@@ -226,16 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio = median reference / median ours; warm-ups+reps per side: {counts}")
     load = f"{load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end, on {os.cpu_count()} CPUs"
     print(f"1-minute load average: {load} (other work on the machine inflates the small timings most)")
-    print()
-    print(render_table(rows))
+    if rows:
+        print()
+        print(render_table(rows))
     if bench.info:
         print()
         print("\n".join(bench.info))
     for block in extra:
         print()
         print(block)
-    print()
-    print(summary(rows))
+    if rows:
+        print()
+        print(summary(rows))
     return 0
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import random
+import sys
 from importlib import resources
 
 import pytest
@@ -55,7 +57,7 @@ def test_no_two_guest_modules_define_the_same_name() -> None:
 def test_guest_imports_nothing_heavy_at_start() -> None:
     tree = ast.parse(agent_source())
     imported = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
-    assert imported <= {"ctypes", "marshal", "os", "select", "signal", "struct", "sys", "time"}
+    assert imported <= {"marshal", "os", "select", "signal", "struct", "sys", "time"}  # ctypes: only when needed
 
 
 @pytest.mark.parametrize(
@@ -125,3 +127,27 @@ def test_namespace_filter_decides_as_documented(machine: str) -> None:
 
 def test_unknown_architectures_get_no_filter() -> None:
     assert namespace_filter("riscv64") == []
+
+
+@pytest.mark.parametrize("same_interpreter", [True, False])
+def test_bootstrap_runs_the_compiled_program_or_compiles_the_source(same_interpreter: bool) -> None:
+    import marshal
+    import struct
+    import subprocess
+
+    from llm_sandbox.guest import BOOTSTRAP, agent_payload
+
+    payload = agent_payload()
+    if not same_interpreter:  # another interpreter's tag: the guest must ignore the code object and compile
+        tag_length = int.from_bytes(payload[:4], "big")
+        payload = (5).to_bytes(4, "big") + b"other" + payload[4 + tag_length :]
+    request = marshal.dumps({"op": "info", "workdir": "/", "id": 1}, 2)
+    frames = payload + struct.pack(">cI", b"M", len(request)) + request
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", BOOTSTRAP], input=frames, capture_output=True, timeout=30, check=False
+    )
+    kind, size = struct.unpack(">cI", done.stdout[:5])
+    assert kind == b"J", done.stderr
+    reply = json.loads(done.stdout[5 : 5 + size])
+    assert reply["id"] == 1
+    assert reply["uid"] == os.getuid()

@@ -7,23 +7,30 @@ order below, into one program. Each module names what it uses from the others un
 
 from __future__ import annotations
 
+import marshal
+import sys
 from functools import cache
 from importlib import resources
 
 MODULES = ("wire", "confine", "processes", "child", "files", "warm", "agent")
-# The command line only holds this loader: the program itself comes first on stdin (length, then source), so that
-# argv stays short (and `ps` inside the sandbox readable).
+# The command line only holds this loader. The program comes first on stdin: an interpreter tag and the program
+# compiled by the host (used when the guest's interpreter is the same, which saves compiling it at every start),
+# then its source (for any other interpreter); each length-prefixed. argv stays short and `ps` readable.
 BOOTSTRAP = (
-    "import struct,sys;i=sys.stdin.buffer;n=struct.unpack('>I',i.read(4))[0];"
-    "exec(compile(i.read(n),'llm-sandbox-guest','exec'))"
+    "import marshal,struct,sys;i=sys.stdin.buffer;r=lambda:i.read(struct.unpack('>I',i.read(4))[0]);"
+    "t,c,s=r(),r(),r();"
+    "exec(marshal.loads(c) if t==sys.implementation.cache_tag.encode() else compile(s,'llm-sandbox-guest','exec'))"
 )
 FUTURE = "from __future__ import annotations\n"
 
 
+@cache
 def agent_payload() -> bytes:
-    """What the host sends first on the helper's stdin: the program, length first, as BOOTSTRAP reads it."""
+    """What the host sends first on the helper's stdin, as BOOTSTRAP reads it."""
     source = agent_source().encode("utf-8")
-    return len(source).to_bytes(4, "big") + source
+    code = marshal.dumps(compile(source, "llm-sandbox-guest", "exec"))
+    tag = (sys.implementation.cache_tag or "").encode()
+    return b"".join(len(part).to_bytes(4, "big") + part for part in (tag, code, source))
 
 
 @cache

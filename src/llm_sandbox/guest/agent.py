@@ -202,8 +202,8 @@ def handle(request: Dict[str, Any], kill_all_of_uid: bool) -> Dict[str, Any]:
 
 
 def main() -> None:
-    STATE["subreaper"] = become_subreaper()
     kill_all_of_uid = os.environ.get("LLM_SANDBOX_OWNED") == "1" and os.getuid() != 0
+    STATE["subreaper"] = become_subreaper()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     while True:
         request = read_request()

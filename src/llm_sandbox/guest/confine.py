@@ -3,7 +3,6 @@ choice, and the subreaper flag that keeps every descendant of a run under the he
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 TYPE_CHECKING = False
@@ -14,6 +13,8 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def become_subreaper() -> bool:
+    import ctypes  # here, not at the top: four milliseconds of every session's start-up
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
@@ -32,14 +33,6 @@ SYSCALLS = {  # unshare, setns, clone, clone3
 NAMESPACE_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 RET_ALLOW, RET_EPERM, RET_ENOSYS = 0x7FFF0000, 0x00050001, 0x00050026
 LD_ABS, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
-
-
-class SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
-
-
-class SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
 
 
 def namespace_filter(machine: str) -> List[Tuple[int, int, int, int]]:
@@ -69,12 +62,16 @@ def confine() -> None:
     program = namespace_filter(os.uname().machine)
     if not program:
         return
+    import ctypes
+    import struct
+
+    # struct sock_filter {u16 code; u8 jt, jf; u32 k} x N, and struct sock_fprog {u16 len; sock_filter *filter}.
+    filters = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *item) for item in program))
+    fprog = ctypes.create_string_buffer(struct.pack("@HP", len(program), ctypes.addressof(filters)))
     libc = ctypes.CDLL(None, use_errno=True)
-    filters = (SockFilter * len(program))(*[SockFilter(*item) for item in program])
-    fprog = SockFprog(len(program), filters)
     if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS: required to install a filter unprivileged
         raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
-    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    if libc.prctl(22, 2, fprog, 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
         raise OSError(ctypes.get_errno(), "cannot install the sandbox's seccomp filter")
 
 
