@@ -1,0 +1,31 @@
+"""The README's examples run as written (in a folder holding the local file they name)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_examples() -> list[str]:
+    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.M | re.S)
+    assert len(blocks) == 2, "the README's python examples changed: update this test"
+    return blocks
+
+
+@pytest.mark.parametrize("code", readme_examples(), ids=["quick-start", "using-it"])
+def test_readme_example_runs(
+    code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    printed = capsys.readouterr().out
+    if "6 * 7" in code:
+        assert printed == "0 42\n\n"
+    else:
+        assert printed.startswith("stopped; partial output:")
+        assert (tmp_path / "results" / "data.csv").read_text() == "a,b\n1,2\n"
