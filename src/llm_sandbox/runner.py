@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from llm_sandbox.backends.base import Backend
+from llm_sandbox.backends.base import Backend, Command
 from llm_sandbox.config import SessionOptions
 from llm_sandbox.data import ConsoleOutput
 from llm_sandbox.errors import (
@@ -36,6 +36,7 @@ LAUNCHER = (
     'for p in python3 python; do if command -v "$p" >/dev/null 2>&1; then exec "$p" -I -S -c "$1"; fi; done; '
     'echo "llm_sandbox: no python3 or python on PATH in this container" >&2; exit 127'
 )
+PYTHON_LOOKUP = "command -v python3 || command -v python || exit 127"
 SIGXFSZ_EXIT = 128 + 25
 SIGKILL_EXIT = 128 + 9
 
@@ -56,9 +57,11 @@ class GuestRunner:
         if owned:
             environment["HOME"] = self._options.workdir
         stream = self._backend.open_stream(
-            ["/bin/sh", "-c", LAUNCHER, "llm-sandbox-guest", BOOTSTRAP],
-            user=code_user(self._options) if owned else None,
-            environment=environment,
+            Command(
+                ["/bin/sh", "-c", LAUNCHER, "llm-sandbox-guest", BOOTSTRAP],
+                user=code_user(self._options) if owned else None,
+                environment=environment,
+            )
         )
         self._link = GuestLink(stream, self._options.encoding_errors)
         try:
@@ -78,7 +81,9 @@ class GuestRunner:
     def _diagnose(self) -> str:
         """Why the helper could not start: run its interpreter lookup once, the same way, and report stderr."""
         try:
-            probe = self._backend.exec(["/bin/sh", "-c", "command -v python3 || command -v python || exit 127"])
+            probe = self._backend.exec(
+                Command(["/bin/sh", "-c", "command -v python3 || command -v python || exit 127"])
+            )
         except SandboxError:
             return ""
         # Docker reports an exec whose program is missing on stdout ("OCI runtime exec failed: ...").
@@ -147,7 +152,7 @@ class GuestRunner:
         # user: the engine runs it. The argv bounds its own time (the helper's timeout does not apply here).
         started = time.monotonic()
         environment = self._options.language.environment_for({"workdir": self.workdir})
-        result = self._backend.exec(argv, user=user, environment=environment)
+        result = self._backend.exec(Command(argv, user=user, environment=environment))
         errors = self._options.encoding_errors
         return ConsoleOutput(
             exit_code=result.exit_code,

@@ -24,6 +24,7 @@ from llm_sandbox import (
     UnknownOptionError,
     UnsafeArchiveError,
 )
+from llm_sandbox.backends.base import Command
 from llm_sandbox.backends.kube_pod import EGRESS_LABEL
 from llm_sandbox.backends.kubernetes import KubernetesBackend, sweep_pods
 from llm_sandbox.images import default_image
@@ -208,13 +209,15 @@ def _quote(text: str) -> str:
 
 def _exercise_streams(backend: KubernetesBackend, tmp_path: Path) -> None:
     """Binary-safe exec, duplex stream and archives through one backend."""
-    printed = backend.exec(["printf", "\\377\\000\\200ok"])
+    printed = backend.exec(Command(["printf", "\\377\\000\\200ok"]))
     assert (printed.exit_code, printed.stdout) == (0, b"\xff\x00\x80ok")
-    failed = backend.exec(["sh", "-c", "echo out; echo err >&2; exit 7"], workdir="/tmp", environment={"A": "1"})
+    failed = backend.exec(
+        Command(["sh", "-c", "echo out; echo err >&2; exit 7"], workdir="/tmp", environment={"A": "1"})
+    )
     assert (failed.exit_code, failed.stdout, failed.stderr) == (7, b"out\n", b"err\n")
-    missing = backend.exec(["no-such-program"])
+    missing = backend.exec(Command(["no-such-program"]))
     assert missing.exit_code == 127 and b"no-such-program" in missing.stderr
-    stream = backend.open_stream(["cat"])
+    stream = backend.open_stream(Command(["cat"]))
     stream.send(ALL_BYTES)
     echoed = b""
     while len(echoed) < len(ALL_BYTES):
@@ -232,7 +235,7 @@ def _exercise_streams(backend: KubernetesBackend, tmp_path: Path) -> None:
         info.size = len(ALL_BYTES)
         archive.addfile(info, io.BytesIO(ALL_BYTES))
     backend.put_archive("/tmp", buffer.getvalue())
-    assert backend.exec(["sh", "-c", "cmp /tmp/in.bin /tmp/in.bin && wc -c < /tmp/in.bin"]).stdout == b"1024\n"
+    assert backend.exec(Command(["sh", "-c", "cmp /tmp/in.bin /tmp/in.bin && wc -c < /tmp/in.bin"])).stdout == b"1024\n"
     archive_stream = backend.get_archive("/tmp/in.bin")
     try:
         assert not archive_stream.is_dir and archive_stream.size == len(ALL_BYTES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 
@@ -36,6 +36,20 @@ class ContainerSpec:
     limits: Limits = field(default_factory=Limits)
     environment: Mapping[str, str] = field(default_factory=dict)
     runtime_configs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A process to start in the sandbox: an argv (never a shell string), and as whom, where and with what."""
+
+    argv: Sequence[str]
+    user: str | None = None
+    workdir: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    def wrapped(self, prefix: Sequence[str]) -> Command:
+        """The same command run through ``prefix`` (an environment wrapper such as ``micromamba run -n env``)."""
+        return replace(self, argv=[*prefix, *self.argv])
 
 
 @dataclass(frozen=True)
@@ -91,26 +105,12 @@ class Backend(ABC):
         """Bind to an existing container (id or name), starting it when it is stopped."""
 
     @abstractmethod
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> ExecOutput:
-        """Run argv to completion and return its output (setup work; runs use the guest stream)."""
+    def exec(self, command: Command) -> ExecOutput:
+        """Run a command to completion and return its output (setup work; runs use the guest stream)."""
 
     @abstractmethod
-    def open_stream(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> DuplexStream:
-        """Start argv with stdin attached and return the duplex stream to it."""
+    def open_stream(self, command: Command) -> DuplexStream:
+        """Start a command with stdin attached and return the duplex stream to it."""
 
     @abstractmethod
     def put_archive(self, path: str, data: bytes, *, keep_owner: bool = False) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llm_sandbox.backends.base import ContainerSpec
+from llm_sandbox.backends.base import Command, ContainerSpec
 from llm_sandbox.backends.engine_errors import engine_errors
 from llm_sandbox.backends.oci import OciBackend, shared_client
 from llm_sandbox.backends.runtime_options import docker_create_options
@@ -58,11 +57,14 @@ class DockerBackend(OciBackend):
         api = self.client.api
         return getattr(api, f"_{method}")(api._url(path), **kwargs)
 
-    def _exec_create(
-        self, argv: Sequence[str], user: str | None, workdir: str | None, env: Mapping[str, str], stdin: bool
-    ) -> str:
+    def _exec_create(self, command: Command, stdin: bool) -> str:
         created = self.client.api.exec_create(
-            self.container_id, list(argv), stdin=stdin, user=user or "", workdir=workdir, environment=dict(env)
+            self.container_id,
+            list(command.argv),
+            stdin=stdin,
+            user=command.user or "",
+            workdir=command.workdir,
+            environment=dict(command.environment),
         )
         return str(created["Id"])
 

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llm_sandbox.backends.base import ArchiveStream, Backend, ContainerSpec, DuplexStream, ExecOutput
+from llm_sandbox.backends.base import ArchiveStream, Backend, Command, ContainerSpec, DuplexStream, ExecOutput
 from llm_sandbox.backends.kube_client import default_kube_client, is_not_found, kube_errors, sweep_pods
 from llm_sandbox.backends.kube_pod import (
     DEFAULT_POD_READY_TIMEOUT_S,
@@ -247,29 +247,17 @@ class KubernetesBackend(Backend):
             )
         return ExecChannels(connection)
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> ExecOutput:
-        if user is not None:
-            logger.debug("exec user %r: on Kubernetes the pod's securityContext decides the user", user)
-        channels = self._open(wrap_argv(argv, workdir=workdir, environment=environment), stdin=False)
-        with kube_errors(f"running {argv[0]!r} in pod {self._pod!r}"):
+    def exec(self, command: Command) -> ExecOutput:
+        if command.user is not None:
+            logger.debug("exec user %r: on Kubernetes the pod's securityContext decides the user", command.user)
+        argv = wrap_argv(command.argv, workdir=command.workdir, environment=command.environment)
+        channels = self._open(argv, stdin=False)
+        with kube_errors(f"running {command.argv[0]!r} in pod {self._pod!r}"):
             return run_to_end(channels)
 
-    def open_stream(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> DuplexStream:
-        return KubeExecStream(self._open(wrap_argv(argv, workdir=workdir, environment=environment), stdin=True))
+    def open_stream(self, command: Command) -> DuplexStream:
+        argv = wrap_argv(command.argv, workdir=command.workdir, environment=command.environment)
+        return KubeExecStream(self._open(argv, stdin=True))
 
     # Files ---------------------------------------------------------------------------------------------------
 
@@ -288,7 +276,7 @@ class KubernetesBackend(Backend):
         parent, name = posixpath.split(posixpath.normpath(path))
         if not name:
             raise ValidationError("copying the whole file system out of a pod is not supported: name a path")
-        stat = self.exec(["stat", "-c", "%F|%s", "--", path])
+        stat = self.exec(Command(["stat", "-c", "%F|%s", "--", path]))
         kind, size = "directory", 0  # without stat (exit 127): sizes are still checked while extracting
         if stat.exit_code == 0:
             kind, _, text = stat.stdout.decode("utf-8", "replace").strip().rpartition("|")

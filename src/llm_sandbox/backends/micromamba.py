@@ -9,10 +9,10 @@ interpreter it finds is the environment's, and it wraps every run, command and i
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from llm_sandbox.backends.base import ArchiveStream, Backend, ContainerSpec, DuplexStream, ExecOutput
+from llm_sandbox.backends.base import ArchiveStream, Backend, Command, ContainerSpec, DuplexStream, ExecOutput
 from llm_sandbox.errors import ValidationError
 
 MICROMAMBA = "micromamba"
@@ -32,7 +32,7 @@ class MicromambaBackend(Backend):
     """Wraps a Docker or Podman backend so that every process runs in a micromamba environment."""
 
     def __init__(self, client: Any | None = None, environment: str | None = None) -> None:
-        name = environment or "base"
+        name = "base" if environment is None else environment
         if not ENVIRONMENT_NAME.fullmatch(name):
             raise ValidationError(f"environment {name!r} is not a micromamba environment name")
         self.environment = name
@@ -66,25 +66,11 @@ class MicromambaBackend(Backend):
     def attach(self, container_id: str) -> None:
         self.inner.attach(container_id)
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> ExecOutput:
-        return self.inner.exec(self.wrap(argv), user=user, workdir=workdir, environment=environment)
+    def exec(self, command: Command) -> ExecOutput:
+        return self.inner.exec(command.wrapped(self.command_prefix))
 
-    def open_stream(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> DuplexStream:
-        return self.inner.open_stream(self.wrap(argv), user=user, workdir=workdir, environment=environment)
+    def open_stream(self, command: Command) -> DuplexStream:
+        return self.inner.open_stream(command.wrapped(self.command_prefix))
 
     def put_archive(self, path: str, data: bytes, *, keep_owner: bool = False) -> None:
         self.inner.put_archive(path, data, keep_owner=keep_owner)

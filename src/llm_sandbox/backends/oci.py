@@ -16,11 +16,11 @@ import logging
 import os
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from llm_sandbox.backends.base import ArchiveStream, Backend, ContainerSpec, DuplexStream, ExecOutput
+from llm_sandbox.backends.base import ArchiveStream, Backend, Command, ContainerSpec, DuplexStream, ExecOutput
 from llm_sandbox.backends.docker_stream import DockerExecStream
 from llm_sandbox.backends.engine_errors import engine_errors, is_image_missing, is_missing, status_code
 from llm_sandbox.errors import (
@@ -72,9 +72,7 @@ class OciBackend(Backend):
         """``containers.create`` keyword arguments for this engine's SDK."""
 
     @abstractmethod
-    def _exec_create(
-        self, argv: Sequence[str], user: str | None, workdir: str | None, env: Mapping[str, str], stdin: bool
-    ) -> str:
+    def _exec_create(self, command: Command, stdin: bool) -> str:
         """Create an exec instance; return its id."""
 
     @abstractmethod
@@ -197,30 +195,16 @@ class OciBackend(Backend):
 
     # Exec ----------------------------------------------------------------------------------------------------
 
-    def exec(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> ExecOutput:
-        with self._errors(f"running {argv[0]!r} in the container"):
-            exec_id = self._exec_create(argv, user, workdir, dict(environment or {}), stdin=False)
+    def exec(self, command: Command) -> ExecOutput:
+        with self._errors(f"running {command.argv[0]!r} in the container"):
+            exec_id = self._exec_create(command, stdin=False)
             stream = DockerExecStream(self._exec_hijack(exec_id))
             stdout, stderr = stream.read_all()
             return ExecOutput(self._exec_exit_code(exec_id), stdout, stderr)
 
-    def open_stream(
-        self,
-        argv: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        environment: Mapping[str, str] | None = None,
-    ) -> DuplexStream:
+    def open_stream(self, command: Command) -> DuplexStream:
         with self._errors("starting the guest helper"):
-            exec_id = self._exec_create(argv, user, workdir, dict(environment or {}), stdin=True)
+            exec_id = self._exec_create(command, stdin=True)
             return DockerExecStream(self._exec_hijack(exec_id))
 
     # Files ---------------------------------------------------------------------------------------------------

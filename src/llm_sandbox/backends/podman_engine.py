@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llm_sandbox.backends.base import ContainerSpec
+from llm_sandbox.backends.base import Command, ContainerSpec
 from llm_sandbox.backends.engine_errors import engine_errors
 from llm_sandbox.backends.oci import OciBackend, shared_client
 from llm_sandbox.backends.runtime_options import podman_create_options
@@ -67,28 +66,26 @@ class PodmanBackend(OciBackend):
         # Root in the container has no capabilities, so it cannot chown; it can create a folder it then owns and
         # open it to the code user (sticky, like /tmp). An image that already has a writable workdir is untouched.
         script = 'test -d "$1" || { mkdir -p "$1" && chmod 1777 "$1"; }'
-        result = self.exec(["/bin/sh", "-c", script, "sh", spec.workdir], user="0")
+        result = self.exec(Command(["/bin/sh", "-c", script, "sh", spec.workdir], user="0"))
         if result.exit_code != 0:
             raise ContainerError(f"cannot prepare the workdir {spec.workdir}: {result.stderr.decode(errors='replace')}")
 
     def _api_request(self, method: str, path: str, **kwargs: Any) -> Any:
         return getattr(self.client.api, method)(path, **kwargs)
 
-    def _exec_create(
-        self, argv: Sequence[str], user: str | None, workdir: str | None, env: Mapping[str, str], stdin: bool
-    ) -> str:
+    def _exec_create(self, command: Command, stdin: bool) -> str:
         body: dict[str, Any] = {
             "AttachStdin": stdin,
             "AttachStdout": True,
             "AttachStderr": True,
-            "Cmd": list(argv),
-            "Env": [f"{key}={value}" for key, value in env.items()],
+            "Cmd": list(command.argv),
+            "Env": [f"{key}={value}" for key, value in command.environment.items()],
             "Tty": False,
         }
-        if user:
-            body["User"] = user
-        if workdir:
-            body["WorkingDir"] = workdir
+        if command.user:
+            body["User"] = command.user
+        if command.workdir:
+            body["WorkingDir"] = command.workdir
         response = self._checked(self.client.api.post(f"/containers/{self.container_id}/exec", data=json.dumps(body)))
         return str(response.json()["Id"])
 
