@@ -35,6 +35,7 @@ from llm_sandbox.images.rootfs import (
     parse_debian_mirror,
     remove_scratch,
 )
+from llm_sandbox.languages.registry import LANGUAGES
 
 # ---------------------------------------------------------------------------------------------------------
 # Names and hints
@@ -42,6 +43,16 @@ from llm_sandbox.images.rootfs import (
 
 def test_languages_match_the_public_language_enum() -> None:
     assert set(IMAGE_LANGUAGES) == {member.value for member in SupportedLanguage}
+
+
+def test_image_languages_come_from_the_registry_in_build_order() -> None:
+    assert tuple(LANGUAGES) == IMAGE_LANGUAGES
+    assert IMAGE_LANGUAGES == ("python", "javascript", "java", "cpp", "go", "ruby", "r")
+
+
+@pytest.mark.parametrize("lang", IMAGE_LANGUAGES)
+def test_language_recipes_are_the_language_modules_image_recipes(lang: str) -> None:
+    assert recipe_text(lang) == LANGUAGES[lang].image_recipe
 
 
 @pytest.mark.parametrize("lang", IMAGE_LANGUAGES)

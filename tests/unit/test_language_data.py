@@ -77,6 +77,24 @@ LOCAL = {
 }
 
 
+def test_every_registered_language_is_a_member_of_the_public_enum() -> None:
+    # SupportedLanguage stays hand-written so that type checkers see its members; this keeps it in step with the
+    # registry, the one place a new language is listed.
+    registered = list(LANGUAGES)
+    public = [member.value for member in SupportedLanguage]
+    missing = [name for name in registered if name not in public]
+    assert not missing, (
+        f"languages {missing} are in the registry but not in SupportedLanguage: add a member for each to "
+        "SupportedLanguage in src/llm_sandbox/const.py (e.g. RUBY = 'ruby')"
+    )
+    extra = [value for value in public if value not in registered]
+    assert not extra, (
+        f"SupportedLanguage members {extra} have no language module in the registry: add the module to "
+        "src/llm_sandbox/languages/registry.py or remove the member"
+    )
+    assert public == registered, "list SupportedLanguage's members in the registry's order"
+
+
 def test_the_registry_lists_the_seven_languages_under_their_public_names() -> None:
     assert set(LANGUAGES) == {member.value for member in SupportedLanguage}
     for name, language in LANGUAGES.items():
@@ -94,7 +112,12 @@ def test_an_unknown_language_names_the_supported_ones() -> None:
 
 @pytest.mark.parametrize("name", sorted(LANGUAGES))
 def test_every_language_has_an_image_recipe(name: str) -> None:
-    assert (RECIPES / f"{name}.Dockerfile").is_file()
+    # A language's Dockerfile lives in its module; only the base's recipe is a file beside the image builder.
+    recipe = LANGUAGES[name].image_recipe
+    assert "FROM ${BASE_IMAGE}" in recipe
+    assert recipe.endswith("\n")
+    assert not (RECIPES / f"{name}.Dockerfile").exists()
+    assert (RECIPES / "common.Dockerfile").is_file()
 
 
 @pytest.mark.parametrize("name", sorted(LANGUAGES))

@@ -2,12 +2,13 @@
 
 Every supported language has a default image, ``llm-sandbox/<lang>:bookworm``. The images are not
 pulled from anywhere: ``python -m llm_sandbox.images build <lang>`` builds them on the machine, from a
-``debootstrap`` base plus one Dockerfile per language (see :mod:`llm_sandbox.images.builder`). Under
-Podman the same images carry the ``localhost/`` prefix (``localhost/llm-sandbox/python:bookworm``); Podman
-resolves the short name to it.
+``debootstrap`` base plus one Dockerfile per language, the ``image_recipe`` of its module in
+:mod:`llm_sandbox.languages` (see :mod:`llm_sandbox.images.builder`). Under Podman the same images carry the
+``localhost/`` prefix (``localhost/llm-sandbox/python:bookworm``); Podman resolves the short name to it.
 
-Importing this module is cheap: it runs no subprocess and imports no engine SDK. The session code uses
-:func:`default_image` to pick an image and :func:`build_hint` to tell the user how to build a missing one.
+Importing this module is cheap: it runs no subprocess and imports no engine SDK, only the language registry
+(plain data, which never imports this package). The session code uses :func:`default_image` to pick an image
+and :func:`build_hint` to tell the user how to build a missing one.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 from enum import Enum
 
 from llm_sandbox.errors import LanguageNotSupportedError, UnsupportedBackendError
+from llm_sandbox.languages.registry import LANGUAGES
 
-IMAGE_LANGUAGES: tuple[str, ...] = ("python", "javascript", "java", "cpp", "go", "ruby", "r")
-"""Languages that have a default image, in build order."""
+IMAGE_LANGUAGES: tuple[str, ...] = tuple(LANGUAGES)
+"""Languages that have a default image, in build order (the order of the language registry)."""
 
 IMAGE_REPOSITORY = "llm-sandbox"
 """Repository prefix shared by every image the builder makes."""

@@ -6,7 +6,7 @@ The images form one chain per engine::
             │                     imported with ``<engine> import``
     llm-sandbox/base:bookworm     recipes/common.Dockerfile: host CA trust, /opt/venv (uid 65534), /sandbox
             │
-    llm-sandbox/<lang>:bookworm   recipes/<lang>.Dockerfile: the language's toolchain from Debian packages
+    llm-sandbox/<lang>:bookworm   the language module's image_recipe: its toolchain from Debian packages
 
 :class:`ImageBuilder` walks that chain for one engine, building each image whose recipe label is missing or
 stale. The pieces it orchestrates live beside it: :mod:`~llm_sandbox.images.recipes` (recipe texts, hashes and

@@ -1,8 +1,9 @@
 """The image recipes, their hashes and the plan of the whole image chain.
 
-Every image but the rootfs is built from a Dockerfile shipped in ``recipes/``: ``common.Dockerfile`` makes the
-base, ``<lang>.Dockerfile`` each language's image. :func:`image_plan` lists the chain in build order as
-:class:`ImageStep` values.
+Every image but the rootfs is built from a Dockerfile: ``recipes/common.Dockerfile`` (shipped beside this
+module) makes the base, and each language's image comes from the ``image_recipe`` of its module in
+:mod:`llm_sandbox.languages`, found through the language registry. :func:`image_plan` lists the chain in build
+order as :class:`ImageStep` values.
 
 Each image carries the label ``io.llm-sandbox.recipe=<sha256>``. The rootfs hash covers the debootstrap
 arguments (suite, variant, package list; not the mirror, which does not change what is installed), the import
@@ -28,12 +29,24 @@ from llm_sandbox.images.rootfs import (
     ROOTFS_CA_BUNDLE,
     ROOTFS_LOCAL_CA_DIR,
 )
+from llm_sandbox.languages.registry import LANGUAGES
 
 _HASH_VERSION = 1
 
 
+COMMON_RECIPE = "common"
+"""Name of the base image's recipe, ``recipes/common.Dockerfile``."""
+
+
 def recipe_text(name: str) -> str:
-    """The text of ``recipes/<name>.Dockerfile`` (``common`` or a language)."""
+    """The Dockerfile text of ``common`` (the base, from ``recipes/common.Dockerfile``) or of a language."""
+    if name != COMMON_RECIPE:
+        language = LANGUAGES.get(name)
+        if language is None:
+            raise ImageBuildError(
+                f"There is no image recipe for {name!r}: it is neither {COMMON_RECIPE} nor a language"
+            )
+        return language.image_recipe
     resource = resources.files("llm_sandbox.images") / "recipes" / f"{name}.Dockerfile"
     try:
         return resource.read_text(encoding="utf-8")
@@ -86,7 +99,7 @@ class ImageStep:
 def image_plan(ca_bundle: bytes | None, load_recipe: Callable[[str], str] = recipe_text) -> dict[str, ImageStep]:
     """Every image the builder knows, keyed by name, in build order (rootfs, base, then the languages)."""
     root = ImageStep("rootfs", ROOTFS_IMAGE, rootfs_hash(ca_bundle), None, None)
-    common = load_recipe("common")
+    common = load_recipe(COMMON_RECIPE)
     base = ImageStep("base", BASE_IMAGE, layer_hash(common, root.recipe_hash), "rootfs", common, "ROOTFS_IMAGE")
     plan = {root.name: root, base.name: base}
     for lang in IMAGE_LANGUAGES:
@@ -98,6 +111,7 @@ def image_plan(ca_bundle: bytes | None, load_recipe: Callable[[str], str] = reci
 
 
 __all__ = [
+    "COMMON_RECIPE",
     "ImageStep",
     "image_plan",
     "layer_hash",

@@ -36,6 +36,9 @@ class Language:
     library_hint: str
     #: Recognises the compiler's (or parser's) report in stderr: a compile error is a non-zero exit, not an error.
     compile_error: re.Pattern[str]
+    #: The Dockerfile of the language's default image, built ``FROM`` the common base (``ARG BASE_IMAGE``). Its
+    #: text is hashed into the image's recipe label, so any edit makes the image stale.
+    image_recipe: str
     environment: Mapping[str, str] = field(default_factory=dict)
     no_install_reason: str = ""
     #: Local sources the package manager installs from files: paths under the workdir whose part after the workdir

@@ -33,6 +33,23 @@ GO_MODULE = re.compile(
     r"[a-z0-9][a-z0-9-]*(?:\.[a-z0-9][a-z0-9-]*)+(?:/[A-Za-z0-9_~+-][A-Za-z0-9._~+-]*)*(?:@[A-Za-z0-9_+-][A-Za-z0-9._+-]*)?"
 )
 
+# The default image, built FROM the common base by ``python -m llm_sandbox.images build go``.
+IMAGE_RECIPE = r"""# llm-sandbox go image: the Go toolchain.
+# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").
+# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,
+# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the
+# install so that package hooks (Java's keystore) pick up the host CA.
+ARG BASE_IMAGE=llm-sandbox/base:bookworm
+FROM ${BASE_IMAGE}
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends golang-go \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* \
+    && update-ca-certificates \
+    && go version
+"""
+
 LANGUAGE = Language(
     name="go",
     file_name="main.go",
@@ -41,6 +58,7 @@ LANGUAGE = Language(
     library_pattern=GO_MODULE,
     library_hint="a module path, optionally with @version, e.g. 'golang.org/x/text@v0.14.0'",
     compile_error=re.compile(r"main\.go:\d+:\d+: "),
+    image_recipe=IMAGE_RECIPE,
     # Never download a toolchain because a go.mod names a newer Go (Go >= 1.21 would).
     environment={"GOTOOLCHAIN": "local"},
     local_source=re.compile(r".+"),

@@ -18,6 +18,23 @@ NPM_SPEC = re.compile(
     r"(?:@[A-Za-z0-9.^~<>=*+_-]+)?"
 )
 
+# The default image, built FROM the common base by ``python -m llm_sandbox.images build javascript``.
+IMAGE_RECIPE = r"""# llm-sandbox javascript image: Node.js and npm.
+# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").
+# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,
+# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the
+# install so that package hooks (Java's keystore) pick up the host CA.
+ARG BASE_IMAGE=llm-sandbox/base:bookworm
+FROM ${BASE_IMAGE}
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* \
+    && update-ca-certificates \
+    && node --version && npm --version
+"""
+
 LANGUAGE = Language(
     name="javascript",
     file_name="main.js",
@@ -26,5 +43,6 @@ LANGUAGE = Language(
     library_pattern=NPM_SPEC,
     library_hint="an npm package name, optionally scoped and versioned, e.g. 'lodash', '@scope/pkg' or 'pkg@1.2.3'",
     compile_error=re.compile(r"^SyntaxError: ", re.MULTILINE),
+    image_recipe=IMAGE_RECIPE,
     environment={"NODE_PATH": "{workdir}/node_modules"},
 )

@@ -33,6 +33,23 @@ if (any(!local)) install.packages(args[!local], lib = lib, repos = repos)
 # An R package name: letters, digits and dots, starting with a letter and not ending with a dot.
 R_PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]")
 
+# The default image, built FROM the common base by ``python -m llm_sandbox.images build r``.
+IMAGE_RECIPE = r"""# llm-sandbox r image: R with Rscript.
+# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").
+# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,
+# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the
+# install so that package hooks (Java's keystore) pick up the host CA.
+ARG BASE_IMAGE=llm-sandbox/base:bookworm
+FROM ${BASE_IMAGE}
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends r-base-core \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* \
+    && update-ca-certificates \
+    && Rscript --version
+"""
+
 LANGUAGE = Language(
     name="r",
     file_name="main.R",
@@ -41,6 +58,7 @@ LANGUAGE = Language(
     library_pattern=R_PACKAGE,
     library_hint="an R package name, e.g. 'jsonlite'",
     compile_error=re.compile(r"^Error: unexpected ", re.MULTILINE),
+    image_recipe=IMAGE_RECIPE,
     local_source=re.compile(r".+"),
     local_hint="the absolute path of a source package (.tar.gz or folder)",
 )
