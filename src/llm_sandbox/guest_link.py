@@ -1,4 +1,4 @@
-"""The host side of the guest helper's protocol (see ``guest/agent.py`` for the wire format).
+"""The host side of the guest helper's protocol (see ``guest/wire.py`` for the wire format).
 
 One request is in flight at a time. Output frames are handed to callbacks as they arrive and collected; the final
 JSON frame ends the request. If the guest stays silent well past the request's own time limit (the guest enforces

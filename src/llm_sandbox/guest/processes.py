@@ -45,7 +45,7 @@ def descendants(root: int) -> List[Tuple[int, str]]:
 
 
 def reap(keep: Optional[int] = None) -> None:
-    """Collect exited orphans the subreaper inherited; ``keep`` (the run's main process) is left to Popen."""
+    """Collect exited orphans the subreaper inherited; ``keep`` (the run's main process) is left to its Child."""
     for pid, state in descendants(MY_PID):
         if state == "Z" and pid != keep:
             try:
