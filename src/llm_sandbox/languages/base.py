@@ -108,3 +108,23 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
     for key, value in values.items():
         template = template.replace("{" + key + "}", value)
     return template
+
+
+def debian_toolchain_recipe(name: str, summary: str, packages: str, version_check: str) -> str:
+    """A language image's Dockerfile: the common base plus the toolchain's Debian packages, checked to run."""
+    return (
+        f"# llm-sandbox {name} image: {summary}.\n"
+        '# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").\n'
+        "# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,\n"
+        "# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the\n"
+        "# install so that package hooks (Java's keystore) pick up the host CA.\n"
+        "ARG BASE_IMAGE=llm-sandbox/base:bookworm\n"
+        "FROM ${BASE_IMAGE}\n"
+        "ARG DEBIAN_FRONTEND=noninteractive\n"
+        "RUN apt-get update \\\n"
+        f"    && apt-get install -y --no-install-recommends {packages} \\\n"
+        "    && apt-get clean \\\n"
+        "    && rm -rf /var/lib/apt/lists/* \\\n"
+        "    && update-ca-certificates \\\n"
+        f"    && {version_check}\n"
+    )

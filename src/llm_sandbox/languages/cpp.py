@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import Language
+from llm_sandbox.languages.base import Language, debian_toolchain_recipe
 
 # "$1" is the run's folder. set -f: the flags are split into words but never globbed.
 COMPILE_AND_RUN = (
@@ -38,21 +38,7 @@ DEBIAN_PACKAGE = re.compile(
 INSTALL_TIMEOUT_S = 900
 
 # The default image, built FROM the common base by ``python -m llm_sandbox.images build cpp``.
-IMAGE_RECIPE = r"""# llm-sandbox cpp image: g++ (C++17) and the C library headers.
-# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").
-# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,
-# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the
-# install so that package hooks (Java's keystore) pick up the host CA.
-ARG BASE_IMAGE=llm-sandbox/base:bookworm
-FROM ${BASE_IMAGE}
-ARG DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends g++ \
-    && apt-get clean \
-    && rm -rf /var/lib/apt/lists/* \
-    && update-ca-certificates \
-    && g++ --version
-"""
+IMAGE_RECIPE = debian_toolchain_recipe("cpp", "g++ (C++17) and the C library headers", "g++", "g++ --version")
 
 LANGUAGE = Language(
     name="cpp",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import Language
+from llm_sandbox.languages.base import Language, debian_toolchain_recipe
 
 COMPILE_AND_RUN = 'go build -o "$1/main" "$1/main.go" && exec "$1/main"'
 
@@ -34,21 +34,7 @@ GO_MODULE = re.compile(
 )
 
 # The default image, built FROM the common base by ``python -m llm_sandbox.images build go``.
-IMAGE_RECIPE = r"""# llm-sandbox go image: the Go toolchain.
-# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").
-# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,
-# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the
-# install so that package hooks (Java's keystore) pick up the host CA.
-ARG BASE_IMAGE=llm-sandbox/base:bookworm
-FROM ${BASE_IMAGE}
-ARG DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends golang-go \
-    && apt-get clean \
-    && rm -rf /var/lib/apt/lists/* \
-    && update-ca-certificates \
-    && go version
-"""
+IMAGE_RECIPE = debian_toolchain_recipe("go", "the Go toolchain", "golang-go", "go version")
 
 LANGUAGE = Language(
     name="go",

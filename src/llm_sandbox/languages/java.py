@@ -13,27 +13,18 @@ from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import Language
+from llm_sandbox.languages.base import Language, debian_toolchain_recipe
 
 # Maven coordinates (group:artifact[:version]): recognised so that the refusal explains itself.
 MAVEN_COORDINATES = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*:[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_.+-]+)?")
 
 # The default image, built FROM the common base by ``python -m llm_sandbox.images build java``.
-IMAGE_RECIPE = r"""# llm-sandbox java image: OpenJDK (javac, java, single-file source launch).
-# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").
-# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,
-# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the
-# install so that package hooks (Java's keystore) pick up the host CA.
-ARG BASE_IMAGE=llm-sandbox/base:bookworm
-FROM ${BASE_IMAGE}
-ARG DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends default-jdk-headless \
-    && apt-get clean \
-    && rm -rf /var/lib/apt/lists/* \
-    && update-ca-certificates \
-    && javac -version && java -version
-"""
+IMAGE_RECIPE = debian_toolchain_recipe(
+    "java",
+    "OpenJDK (javac, java, single-file source launch)",
+    "default-jdk-headless",
+    "javac -version && java -version",
+)
 
 LANGUAGE = Language(
     name="java",

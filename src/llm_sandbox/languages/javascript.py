@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import Language
+from llm_sandbox.languages.base import Language, debian_toolchain_recipe
 
 # An npm package name (optionally @scope/), optionally @version, @range or @tag. No ':' or further '/', so that
 # aliases (npm:), git and file specs, tarball URLs and paths are refused; no spaces, quotes or shell syntax.
@@ -19,21 +19,7 @@ NPM_SPEC = re.compile(
 )
 
 # The default image, built FROM the common base by ``python -m llm_sandbox.images build javascript``.
-IMAGE_RECIPE = r"""# llm-sandbox javascript image: Node.js and npm.
-# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").
-# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,
-# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the
-# install so that package hooks (Java's keystore) pick up the host CA.
-ARG BASE_IMAGE=llm-sandbox/base:bookworm
-FROM ${BASE_IMAGE}
-ARG DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends nodejs npm \
-    && apt-get clean \
-    && rm -rf /var/lib/apt/lists/* \
-    && update-ca-certificates \
-    && node --version && npm --version
-"""
+IMAGE_RECIPE = debian_toolchain_recipe("javascript", "Node.js and npm", "nodejs npm", "node --version && npm --version")
 
 LANGUAGE = Language(
     name="javascript",

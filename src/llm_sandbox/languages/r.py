@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import Language
+from llm_sandbox.languages.base import Language, debian_toolchain_recipe
 
 INSTALL_PACKAGES = """
 args <- commandArgs(trailingOnly = TRUE)
@@ -34,21 +34,7 @@ if (any(!local)) install.packages(args[!local], lib = lib, repos = repos)
 R_PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]")
 
 # The default image, built FROM the common base by ``python -m llm_sandbox.images build r``.
-IMAGE_RECIPE = r"""# llm-sandbox r image: R with Rscript.
-# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").
-# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,
-# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the
-# install so that package hooks (Java's keystore) pick up the host CA.
-ARG BASE_IMAGE=llm-sandbox/base:bookworm
-FROM ${BASE_IMAGE}
-ARG DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends r-base-core \
-    && apt-get clean \
-    && rm -rf /var/lib/apt/lists/* \
-    && update-ca-certificates \
-    && Rscript --version
-"""
+IMAGE_RECIPE = debian_toolchain_recipe("r", "R with Rscript", "r-base-core", "Rscript --version")
 
 LANGUAGE = Language(
     name="r",
