@@ -13,36 +13,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import socket
-import time
 from typing import Any
 
 from llm_sandbox.backends.engine_errors import engine_errors
-from llm_sandbox.lifecycle import LABEL_PREFIX, MANAGED_LABEL
+from llm_sandbox.labels import MANAGED_LABEL, is_orphan
 
 logger = logging.getLogger(__name__)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_orphan(labels: dict[str, str], *, older_than: float | None = None, now: float | None = None) -> bool:
-    """Whether a labelled container belongs to nobody alive (or is older than ``older_than`` seconds)."""
-    created = labels.get(f"{LABEL_PREFIX}.created-at", "")
-    if older_than is not None and created.isdigit():
-        return (now or time.time()) - int(created) > older_than
-    if labels.get(f"{LABEL_PREFIX}.owner-host") != socket.gethostname():
-        return False  # another host's process: we cannot tell whether it lives
-    owner = labels.get(f"{LABEL_PREFIX}.owner-pid", "")
-    return owner.isdigit() and not _pid_alive(int(owner))
 
 
 def sweep(client: Any = None, *, older_than: float | None = None, engine: str = "docker") -> list[str]:

@@ -43,37 +43,84 @@ Timeout = float | None | _Unset
 
 
 @dataclass(frozen=True)
-class SessionOptions:
-    """Everything a session was asked for, checked."""
+class SandboxSpec:
+    """What defines a sandbox: what it is made from, where, with which limits, network and libraries.
+
+    Two sessions with equal specs could be handed the same (reset) sandbox: ``key()`` is what a pool keys on.
+    """
 
     backend: BackendEntry
     language: Language
     image: str | None
     dockerfile: str | None
-    container_id: str | None
-    client: Any
     backend_options: Mapping[str, Any]
     workdir: str
     network: Network
     runtime_configs: Mapping[str, Any]
-    default_timeout: float | None
-    execution_timeout: float | None
-    session_timeout: float | None
     libraries: tuple[str, ...]
-    keep_template: bool
-    commit_container: bool
     skip_environment_setup: bool
-    security_policy: SecurityPolicy | None
-    verbose: bool
-    stream: bool
-    encoding_errors: str
-    output_limit: int
-    copy_limit: int
     limits: Limits = field(default_factory=Limits)
+
+    @property
+    def code_user(self) -> str:
+        """The uid user code runs as in a sandbox the library creates (never root unless the caller says so)."""
+        return str(self.runtime_configs.get("user") or SANDBOX_USER)
+
+    def key(self) -> tuple[Any, ...]:
+        """A hashable identity of the spec (options that hold objects are compared by their repr)."""
+        return (
+            self.backend.name,
+            self.language.name,
+            self.image,
+            self.dockerfile,
+            repr(sorted(self.backend_options.items())),
+            self.workdir,
+            self.network,
+            repr(sorted(self.runtime_configs.items())),
+            self.libraries,
+            self.skip_environment_setup,
+            self.limits,
+        )
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """What governs each run in a sandbox: time, output and copy limits, streaming, decoding, the code policy."""
+
+    default_timeout: float | None = DEFAULT_TIMEOUT_S
+    execution_timeout: float | None = None
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    copy_limit: int = DEFAULT_COPY_LIMIT
+    stream: bool = False
+    encoding_errors: str = "replace"
+    security_policy: SecurityPolicy | None = None
 
     @property
     def run_timeout(self) -> float | None:
         return self.execution_timeout if self.execution_timeout is not None else self.default_timeout
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Everything a session was asked for, checked: the sandbox, the run policy, and how the session gets and
+    lets go of its sandbox."""
+
+    sandbox: SandboxSpec
+    run: RunPolicy
+    container_id: str | None
+    client: Any
+    session_timeout: float | None
+    keep_template: bool
+    commit_container: bool
+    verbose: bool
+
+    @property
+    def language(self) -> Language:
+        return self.sandbox.language
+
+    @property
+    def workdir(self) -> str:
+        return self.sandbox.workdir
 
 
 PUBLIC_OPTIONS = (
@@ -173,38 +220,43 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
     policy = raw["security_policy"]
     if policy is not None and not isinstance(policy, SecurityPolicy):
         raise ValidationError("security_policy must be a SecurityPolicy")
-    if raw["commit_container"] and not entry.can_commit:
+    if raw["commit_container"] and not entry.capabilities.commit:
         raise UnknownOptionError(
             f"commit_container means nothing for the {entry.name.value} backend (it cannot save a sandbox as an image)"
         )
     runtime_configs = entry.validate_runtime_configs(raw["runtime_configs"] or {})
     backend_options = {name: raw[name] for name in entry.options if name != "dockerfile" and raw.get(name) is not None}
     backend_options.update({key: runtime_configs[key] for key in entry.runtime_backend_options & set(runtime_configs)})
-    default_timeout = _timeout("default_timeout", raw["default_timeout"], DEFAULT_TIMEOUT_S)
-    return SessionOptions(
+    sandbox = SandboxSpec(
         backend=entry,
         language=get_language(raw["lang"]),
         image=None if raw["container_id"] is not None else raw["image"],
         dockerfile=raw["dockerfile"],
-        container_id=raw["container_id"],
-        client=raw["client"],
         backend_options=backend_options,
         workdir=workdir.rstrip("/") or "/",
         network=_network(raw["network"]),
         runtime_configs=runtime_configs,
-        default_timeout=default_timeout,
-        execution_timeout=_timeout("execution_timeout", raw["execution_timeout"], None),
-        session_timeout=_timeout("session_timeout", raw["session_timeout"], None),
         libraries=_libraries(raw["libraries"]),
-        keep_template=bool(raw["keep_template"]),
-        commit_container=bool(raw["commit_container"]),
         skip_environment_setup=bool(raw["skip_environment_setup"]),
-        security_policy=policy,
-        verbose=bool(raw["verbose"]),
-        stream=bool(raw["stream"]),
-        encoding_errors=encoding_errors,
+    )
+    run = RunPolicy(
+        default_timeout=_timeout("default_timeout", raw["default_timeout"], DEFAULT_TIMEOUT_S),
+        execution_timeout=_timeout("execution_timeout", raw["execution_timeout"], None),
         output_limit=_positive_int("output_limit", raw["output_limit"]),
         copy_limit=_positive_int("copy_limit", raw["copy_limit"]),
+        stream=bool(raw["stream"]),
+        encoding_errors=encoding_errors,
+        security_policy=policy,
+    )
+    return SessionOptions(
+        sandbox=sandbox,
+        run=run,
+        container_id=raw["container_id"],
+        client=raw["client"],
+        session_timeout=_timeout("session_timeout", raw["session_timeout"], None),
+        keep_template=bool(raw["keep_template"]),
+        commit_container=bool(raw["commit_container"]),
+        verbose=bool(raw["verbose"]),
     )
 
 

@@ -9,6 +9,7 @@ caller would naturally catch, so ``except TimeoutError`` or ``except FileNotFoun
     │   ├── LanguageNotSupportedError
     │   ├── UnsupportedBackendError
     │   └── InvalidLibraryNameError
+    ├── ArgumentTypeError (TypeError)
     ├── UnknownOptionError (TypeError)
     ├── MissingDependencyError (ImportError)
     ├── NotOpenSessionError (RuntimeError)
@@ -29,7 +30,8 @@ caller would naturally catch, so ``except TimeoutError`` or ``except FileNotFoun
     │   ├── ProcessLimitError
     │   ├── DiskLimitError (+ OSError)
     │   └── FileTooLargeError (+ OSError)
-    └── SandboxFileNotFoundError (FileNotFoundError)
+    ├── SandboxFileNotFoundError (FileNotFoundError)
+    └── LocalFileNotFoundError (FileNotFoundError)
 
 Engine SDK exceptions never escape: each backend translates them at its boundary and chains the original.
 """
@@ -65,6 +67,10 @@ class UnsupportedBackendError(ValidationError):
 
 class InvalidLibraryNameError(ValidationError):
     """A library name looks like an option or shell syntax and was refused before anything ran."""
+
+
+class ArgumentTypeError(SandboxError, TypeError):
+    """An argument has a type the library cannot use (for example code that is not a string)."""
 
 
 class UnknownOptionError(SandboxError, TypeError):
@@ -168,7 +174,12 @@ class SandboxFileNotFoundError(SandboxError, FileNotFoundError):
     """A path asked for inside the sandbox does not exist."""
 
 
+class LocalFileNotFoundError(SandboxError, FileNotFoundError):
+    """A local file or directory (on the host, not in the sandbox) does not exist."""
+
+
 __all__ = [
+    "ArgumentTypeError",
     "CommandEmptyError",
     "ContainerError",
     "DiskLimitError",
@@ -181,6 +192,7 @@ __all__ = [
     "LanguageNotSupportedError",
     "LibraryInstallationError",
     "LibraryInstallationNotSupportedError",
+    "LocalFileNotFoundError",
     "MemoryLimitError",
     "MissingDependencyError",
     "NotOpenSessionError",

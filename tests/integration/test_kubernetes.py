@@ -25,10 +25,9 @@ from llm_sandbox import (
     UnsafeArchiveError,
 )
 from llm_sandbox.backends.base import Command
-from llm_sandbox.backends.kube_pod import EGRESS_LABEL
 from llm_sandbox.backends.kubernetes import KubernetesBackend, sweep_pods
 from llm_sandbox.images import default_image
-from llm_sandbox.lifecycle import MANAGED_LABEL
+from llm_sandbox.labels import EGRESS_LABEL, MANAGED_LABEL
 from llm_sandbox.testing.fake_kube import FakeKubeServer
 from llm_sandbox.testing.fake_kube_admission import ENFORCE_LABEL
 from llm_sandbox.testing.fake_kube_exec import V4

@@ -20,7 +20,7 @@ from llm_sandbox import (
     SandboxTimeoutError,
 )
 from llm_sandbox.cleanup import sweep
-from llm_sandbox.lifecycle import MANAGED_LABEL
+from llm_sandbox.labels import MANAGED_LABEL
 
 
 def _managed(client: Any, label: str = MANAGED_LABEL) -> set[str]:

@@ -11,7 +11,6 @@ from llm_sandbox import ContainerError, SandboxSession, UnknownOptionError, Vali
 from llm_sandbox.backends.base import ContainerSpec, Limits
 from llm_sandbox.backends.kube_client import api_status, default_kube_client
 from llm_sandbox.backends.kube_pod import (
-    EGRESS_LABEL,
     build_manifest,
     check_pod,
     cpu_quantity,
@@ -20,6 +19,7 @@ from llm_sandbox.backends.kube_pod import (
     validate_runtime_configs,
 )
 from llm_sandbox.backends.kubernetes import KubernetesBackend, wrap_argv
+from llm_sandbox.labels import EGRESS_LABEL
 from llm_sandbox.testing.fake_kube_admission import restricted_violations
 
 
@@ -118,7 +118,7 @@ def test_runtime_configs_are_checked(configs: dict[str, Any], error: type[Except
 
 def test_session_options_reach_the_backend() -> None:
     session = SandboxSession(backend="kubernetes", runtime_configs={"pod_ready_timeout": 5}, kube_namespace="n")
-    assert session.options.backend_options == {"kube_namespace": "n", "pod_ready_timeout": 5}
+    assert session.options.sandbox.backend_options == {"kube_namespace": "n", "pod_ready_timeout": 5}
     with pytest.raises(UnknownOptionError, match="commit_container"):
         SandboxSession(backend="kubernetes", commit_container=True)
 

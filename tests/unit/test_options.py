@@ -49,7 +49,7 @@ def test_dockerfile_with_image_names_both(tmp_path: Path) -> None:
 
 def test_image_is_ignored_with_container_id() -> None:
     session = SandboxSession(container_id="abc", image="ignored")
-    assert session.options.image is None
+    assert session.options.sandbox.image is None
 
 
 def test_unknown_language_lists_the_supported_ones() -> None:
@@ -62,7 +62,7 @@ def test_language_is_case_insensitive() -> None:
 
 
 def test_backend_accepts_enum_and_string() -> None:
-    assert SandboxSession(backend="docker").options.backend.name is SandboxBackend.DOCKER
+    assert SandboxSession(backend="docker").options.sandbox.backend.name is SandboxBackend.DOCKER
     with pytest.raises(UnsupportedBackendError, match="did you mean 'docker'"):
         SandboxSession(backend="dokcer")
 
@@ -80,9 +80,9 @@ def test_timeouts_must_be_positive_numbers(value: object) -> None:
 
 def test_none_timeout_means_no_limit() -> None:
     session = SandboxSession(default_timeout=None)
-    assert session.options.run_timeout is None
-    assert SandboxSession().options.run_timeout == 60.0
-    assert SandboxSession(execution_timeout=5).options.run_timeout == 5.0
+    assert session.options.run.run_timeout is None
+    assert SandboxSession().options.run.run_timeout == 60.0
+    assert SandboxSession(execution_timeout=5).options.run.run_timeout == 5.0
 
 
 def test_network_values_are_checked() -> None:

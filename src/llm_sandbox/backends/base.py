@@ -1,8 +1,16 @@
-"""The backend contract: where a sandbox runs, and the few primitives the session needs from it.
+"""The backend contract: where a sandbox runs, and the few primitives the sandbox above it needs.
 
-Everything language-aware or policy-aware lives above this line, in the session, written once. A backend only
-creates or attaches to a container, runs argv lists in it (once, or as one long-lived duplex stream that carries
-the guest helper), moves tar archives in and out, switches the network, and removes what it created.
+Everything language-aware or policy-aware lives above this line, written once. The contract has three parts:
+
+- ``Provisioner``: create or attach to a container, tell whether it still runs, switch its network, remove it;
+- ``Channel``: run argv lists in it (once, or as one long-lived duplex stream that carries the guest helper) and
+  move tar archives in and out;
+- ``ImageStore`` (optional): local images, building from a Dockerfile, saving a container as an image.
+
+A ``Backend`` is a provisioner and a channel for one sandbox; ``images`` is its image store, or None for a backend
+that has none (Kubernetes: the cluster's nodes pull images). Each backend's entry in the registry declares its
+``BackendCapabilities``: the guest helper's behaviour and the contract tests follow that declaration, never a guess
+from the backend's name.
 """
 
 from __future__ import annotations
@@ -11,6 +19,52 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class BackendCapabilities:
+    """What a backend guarantees for a sandbox it creates (``for_attached`` gives what holds for an attached one)."""
+
+    #: The sandbox's processes live in a pid namespace of their own: nothing outside the sandbox is visible there.
+    pid_namespace: bool = False
+    #: No process but the code's runs under the code's uid in the sandbox, so "every process of this uid" is the
+    #: code's (the guest may then kill them all with kill(-1)). Never true without ``pid_namespace``.
+    own_uid: bool = False
+    #: The cgroup counters under /sys/fs/cgroup (out-of-memory kills, process-limit hits) count this sandbox alone.
+    own_cgroup: bool = False
+    #: The library can connect and cut the sandbox's network while it runs (installs with network="install-only").
+    network_switch: bool = False
+    #: A local image store: images checked, pulled and built from a Dockerfile (``Backend.images``).
+    images: bool = False
+    #: A running sandbox can be saved as a new image (commit_container).
+    commit: bool = False
+    #: PID 1 is an init that reaps orphans, out of the code's reach.
+    init: bool = False
+    #: A one-shot exec can run as a chosen user (root, for system package managers).
+    user_switch: bool = False
+    #: The number of processes is capped (a fork bomb stops at the cap).
+    process_limit: bool = False
+    #: The size of one file is capped (a larger write ends in SIGXFSZ).
+    file_size_limit: bool = False
+
+    def for_attached(self) -> BackendCapabilities:
+        """What still holds in a container its owner runs: only what the container has whoever made it."""
+        return replace(
+            self,
+            own_uid=False,
+            network_switch=False,
+            commit=False,
+            init=False,
+            process_limit=False,
+            file_size_limit=False,
+        )
+
+    def missing(self, *names: str) -> list[str]:
+        """The capabilities among ``names`` this declaration does not have."""
+        for name in names:
+            if name not in self.__dataclass_fields__:
+                raise ValueError(f"{name!r} is not a backend capability")
+        return [name for name in names if not getattr(self, name)]
 
 
 @dataclass(frozen=True)
@@ -85,8 +139,8 @@ class DuplexStream(Protocol):
         """Close the stream; the process sees end of input."""
 
 
-class Backend(ABC):
-    """One sandbox on one engine. Created unattached; ``create`` or ``attach`` binds it to a container."""
+class Provisioner(ABC):
+    """Where one sandbox runs: created, or attached to, then removed. Created unbound."""
 
     #: True when the container was created by this backend (it may then be reconfigured and removed).
     owned: bool = False
@@ -105,6 +159,25 @@ class Backend(ABC):
         """Bind to an existing container (id or name), starting it when it is stopped."""
 
     @abstractmethod
+    def is_running(self) -> bool:
+        """Whether the bound container is still running."""
+
+    @abstractmethod
+    def remove(self) -> None:
+        """Remove the bound container at once (no stop grace) if this backend created it. Idempotent."""
+
+    def set_network(self, enabled: bool) -> None:
+        """Connect (True) or disconnect (False) the network of a created container (``network_switch``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot switch a sandbox's network")
+
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing beyond the client
+        """Release client resources held by the backend."""
+
+
+class Channel(ABC):
+    """Processes and files in the bound sandbox."""
+
+    @abstractmethod
     def exec(self, command: Command) -> ExecOutput:
         """Run a command to completion and return its output (setup work; runs use the guest stream)."""
 
@@ -120,21 +193,9 @@ class Backend(ABC):
     def get_archive(self, path: str) -> ArchiveStream:
         """A tar stream of ``path``; SandboxFileNotFoundError when it does not exist."""
 
-    @abstractmethod
-    def set_network(self, enabled: bool) -> None:
-        """Connect (True) or disconnect (False) the container's network; only for owned containers."""
 
-    @abstractmethod
-    def is_running(self) -> bool:
-        """Whether the bound container is still running."""
-
-    @abstractmethod
-    def commit(self, repository: str, tag: str) -> str:
-        """Save the container's filesystem as a new image and return its reference."""
-
-    @abstractmethod
-    def remove(self) -> None:
-        """Remove the bound container at once (no stop grace). Idempotent."""
+class ImageStore(ABC):
+    """Images on the engine: only backends that declare ``images`` (and ``commit``) have one."""
 
     @abstractmethod
     def ensure_image(self, image: str) -> None:
@@ -148,10 +209,15 @@ class Backend(ABC):
     def remove_image(self, image: str) -> None:
         """Remove an image the session built. Idempotent."""
 
-    @property
-    def command_prefix(self) -> list[str]:
-        """Argv every command of the session starts with (an environment wrapper); empty for plain engines."""
-        return []
+    @abstractmethod
+    def commit(self, repository: str, tag: str) -> str:
+        """Save the bound container's filesystem as a new image and return its reference."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing beyond the client
-        """Release client resources held by the backend."""
+
+class Backend(Provisioner, Channel):
+    """One sandbox on one engine: a provisioner and a channel, with an optional image store."""
+
+    @property
+    def images(self) -> ImageStore | None:
+        """The engine's image store, or None when the backend has none."""
+        return None

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from llm_sandbox.errors import ContainerError, SandboxError
+from llm_sandbox.labels import MANAGED_LABEL, OWNER_HOST_LABEL, is_orphan
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,6 @@ def sweep_pods(client: Any = None, *, namespace: str | None = None, older_than: 
     credentials may list. Returns ``namespace/name`` of each deleted pod.
     """
     from llm_sandbox.backends.kube_pod import label_value
-    from llm_sandbox.cleanup import is_orphan
-    from llm_sandbox.lifecycle import LABEL_PREFIX, MANAGED_LABEL
 
     api = client or default_kube_client()
     selector = f"{MANAGED_LABEL}=true"
@@ -114,8 +113,8 @@ def sweep_pods(client: Any = None, *, namespace: str | None = None, older_than: 
         host = socket.gethostname()
         for pod in pods:
             labels = dict(pod.metadata.labels or {})
-            if labels.get(f"{LABEL_PREFIX}.owner-host") == label_value(host):
-                labels[f"{LABEL_PREFIX}.owner-host"] = host  # label values are sanitised: compare like for like
+            if labels.get(OWNER_HOST_LABEL) == label_value(host):
+                labels[OWNER_HOST_LABEL] = host  # label values are sanitised: compare like for like
             if not is_orphan(labels, older_than=older_than):
                 continue
             where = f"{pod.metadata.namespace}/{pod.metadata.name}"

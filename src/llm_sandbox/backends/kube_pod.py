@@ -18,10 +18,10 @@ from typing import Any
 from llm_sandbox.backends.base import ContainerSpec
 from llm_sandbox.errors import UnknownOptionError, ValidationError
 from llm_sandbox.hints import did_you_mean
+from llm_sandbox.labels import EGRESS_LABEL
 
 CONTAINER_NAME = "sandbox"
 WORKDIR_VOLUME = "workdir"
-EGRESS_LABEL = "io.llm-sandbox.egress"  # "deny" / "allow": what the documented NetworkPolicy selects on
 MANAGED_BY = {"app.kubernetes.io/managed-by": "llm-sandbox"}
 DEFAULT_WORKDIR_SIZE = "512Mi"
 DEFAULT_POD_READY_TIMEOUT_S = 60.0

@@ -23,11 +23,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llm_sandbox.backends.base import ArchiveStream, Backend, Command, ContainerSpec, DuplexStream, ExecOutput
+from llm_sandbox.backends.base import (
+    ArchiveStream,
+    Backend,
+    Command,
+    ContainerSpec,
+    DuplexStream,
+    ExecOutput,
+)
 from llm_sandbox.backends.kube_client import default_kube_client, is_not_found, kube_errors, sweep_pods
 from llm_sandbox.backends.kube_pod import (
     DEFAULT_POD_READY_TIMEOUT_S,
-    EGRESS_LABEL,
     FATAL_REASONS,
     IMAGE_REASONS,
     PodCheck,
@@ -44,17 +50,16 @@ from llm_sandbox.backends.kube_stream import (
 )
 from llm_sandbox.errors import (
     ContainerError,
-    ImageBuildError,
     ImageNotFoundError,
     SandboxFileNotFoundError,
     ValidationError,
 )
+from llm_sandbox.labels import EGRESS_LABEL, SANDBOX_LABEL
 
 __all__ = ["KubernetesBackend", "sweep_pods", "wrap_argv"]
 
 logger = logging.getLogger(__name__)
 
-SESSION_LABEL = "io.llm-sandbox.session"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CD_AND_EXEC = 'cd -- "$1" && shift && exec "$@"'
 _MISSING_DIR_EXIT = 44
@@ -125,7 +130,7 @@ class KubernetesBackend(Backend):
     # Lifecycle -----------------------------------------------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> None:
-        session = spec.labels.get(SESSION_LABEL) or uuid.uuid4().hex
+        session = spec.labels.get(SANDBOX_LABEL) or uuid.uuid4().hex
         manifest = build_manifest(
             spec, name=f"llm-sandbox-{session[:12]}", namespace=self.namespace, pod_manifest=self._pod_manifest
         )
@@ -210,9 +215,6 @@ class KubernetesBackend(Backend):
         except ContainerError:
             return False
         return check.phase == "Running" and check.state == "running"
-
-    def commit(self, repository: str, tag: str) -> str:
-        raise ContainerError("Kubernetes cannot save a pod as an image; commit_container is for Docker and Podman")
 
     def close(self) -> None:
         for api, owned in ((self._exec_api, True), (self._api, self._own_api)):
@@ -299,14 +301,3 @@ class KubernetesBackend(Backend):
         patch = [{"op": "add", "path": f"/metadata/labels/{EGRESS_LABEL}", "value": "allow" if enabled else "deny"}]
         with kube_errors(f"labelling pod {self._pod!r} for the network policy"):
             self.api.patch_namespaced_pod(self.container_id, self.namespace, patch)
-
-    # Images --------------------------------------------------------------------------------------------------
-
-    def ensure_image(self, image: str) -> None:
-        logger.debug("image %s: the cluster's nodes pull it when the pod starts", image)
-
-    def build_image(self, dockerfile: str, tag: str) -> None:
-        raise ImageBuildError("the Kubernetes backend does not build images: build and push (or load) them yourself")
-
-    def remove_image(self, image: str) -> None:
-        logger.debug("image %s: images on the cluster's nodes are the cluster's to remove", image)

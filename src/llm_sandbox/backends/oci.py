@@ -20,7 +20,15 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from llm_sandbox.backends.base import ArchiveStream, Backend, Command, ContainerSpec, DuplexStream, ExecOutput
+from llm_sandbox.backends.base import (
+    ArchiveStream,
+    Backend,
+    Command,
+    ContainerSpec,
+    DuplexStream,
+    ExecOutput,
+    ImageStore,
+)
 from llm_sandbox.backends.docker_stream import DockerExecStream
 from llm_sandbox.backends.engine_errors import engine_errors, is_image_missing, is_missing, status_code
 from llm_sandbox.errors import (
@@ -52,10 +60,14 @@ def shared_client(key: tuple[str, str], make: Callable[[], Any]) -> Any:
         return client
 
 
-class OciBackend(Backend):
-    """One container on a Docker-API-family engine."""
+class OciBackend(Backend, ImageStore):
+    """One container on a Docker-API-family engine; the engine's image store too."""
 
     sdk = "docker"
+
+    @property
+    def images(self) -> ImageStore:
+        return self
 
     def __init__(self, client: Any | None = None) -> None:
         self._client = client

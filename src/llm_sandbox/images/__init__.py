@@ -16,6 +16,7 @@ from __future__ import annotations
 from enum import Enum
 
 from llm_sandbox.errors import LanguageNotSupportedError, UnsupportedBackendError
+from llm_sandbox.labels import RECIPE_LABEL
 from llm_sandbox.languages.registry import LANGUAGES
 
 IMAGE_LANGUAGES: tuple[str, ...] = tuple(LANGUAGES)
@@ -33,7 +34,6 @@ BASE_IMAGE = f"{IMAGE_REPOSITORY}/base:{IMAGE_SUITE}"
 ROOTFS_IMAGE = f"{IMAGE_REPOSITORY}/rootfs:{IMAGE_SUITE}"
 """The bare ``debootstrap`` root filesystem, imported as an image; the base is layered on it."""
 
-RECIPE_LABEL = "io.llm-sandbox.recipe"
 """Image label holding the sha256 of the recipe chain an image was built from."""
 
 BUILD_ENGINES: tuple[str, ...] = ("docker", "podman")

@@ -3,7 +3,7 @@
 Into: the tar is made locally and unpacked by the in-sandbox helper as the code user (missing parents created);
 where that user may not write (e.g. a new ``/container/path``), the engine unpacks it instead.
 Out of: the engine's archive is hostile (the code in the sandbox made its contents) and goes through
-``files.safe_extract``: size checked before and while reading, links and special files refused, nothing written
+``archives.safe_extract``: size checked before and while reading, links and special files refused, nothing written
 outside ``dest`` and nothing partial left behind.
 """
 
@@ -15,12 +15,11 @@ import posixpath
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llm_sandbox.backends.base import Backend
-from llm_sandbox.errors import ContainerError, FileTooLargeError, ValidationError
-from llm_sandbox.files import pack_path, safe_extract
+from llm_sandbox.archives import pack_path, safe_extract
+from llm_sandbox.errors import ContainerError, FileTooLargeError, LocalFileNotFoundError, ValidationError
 
 if TYPE_CHECKING:
-    from llm_sandbox.runner import GuestRunner
+    from llm_sandbox.sandbox import Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +31,12 @@ def sandbox_path(workdir: str, path: str) -> str:
     return posixpath.normpath(posixpath.join(workdir, path))
 
 
-def copy_to_runtime(backend: Backend, runner: GuestRunner, src: str, dest: str) -> None:
+def copy_to_runtime(sandbox: Sandbox, src: str, dest: str) -> None:
     local = Path(src)
     if not local.exists():
-        raise FileNotFoundError(f"no such local file or directory: {src}")
-    target = sandbox_path(runner.workdir, dest)
+        raise LocalFileNotFoundError(f"no such local file or directory: {src}")
+    runner = sandbox.runner
+    target = sandbox_path(sandbox.spec.workdir, dest)
     parent, name = posixpath.split(target)
     if not name:
         raise ValidationError(f"dest {dest!r} must name a file or directory, not the root")
@@ -49,14 +49,14 @@ def copy_to_runtime(backend: Backend, runner: GuestRunner, src: str, dest: str) 
     # The code user may not write there (a new top-level folder): the engine may. Only the missing folders are
     # in the archive, put at the deepest one that exists, so no existing folder is touched.
     ancestor = str(reply["ancestor"])
-    owner = runner.code_uid if backend.owned else None
+    owner = runner.code_uid if sandbox.owned else None
     archive = pack_path(local, posixpath.relpath(target, ancestor), uid=owner, gid=owner)
-    backend.put_archive(ancestor, archive, keep_owner=owner is not None)
+    sandbox.put_archive(ancestor, archive, keep_owner=owner is not None)
 
 
-def copy_from_runtime(backend: Backend, workdir: str, src: str, dest: str, limit: int) -> None:
-    source = sandbox_path(workdir, src)
-    archive = backend.get_archive(source)
+def copy_from_runtime(sandbox: Sandbox, src: str, dest: str, limit: int) -> None:
+    source = sandbox_path(sandbox.spec.workdir, src)
+    archive = sandbox.get_archive(source)
     try:
         if not archive.is_dir and archive.size > limit:
             raise FileTooLargeError(

@@ -63,12 +63,11 @@ class _Decoder:
 class GuestLink:
     """Requests and replies over a duplex stream to the guest helper."""
 
-    def __init__(self, stream: DuplexStream, encoding_errors: str = "replace") -> None:
+    def __init__(self, stream: DuplexStream) -> None:
         self._stream = stream
         self._buffer = bytearray()
         self._lock = threading.Lock()
         self._next_id = 0
-        self._encoding_errors = encoding_errors
         self.broken = False
 
     def request(
@@ -79,6 +78,7 @@ class GuestLink:
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
         payload: bytes | None = None,
+        encoding_errors: str = "replace",
     ) -> Reply:
         """Send one request (and its binary ``payload``) and wait for the reply; output goes to the callbacks."""
         with self._lock:
@@ -93,7 +93,7 @@ class GuestLink:
                 frames += HEADER.pack(b"B", len(payload)) + payload
             try:
                 self._stream.send(frames)
-                return self._collect(timeout, on_stdout, on_stderr)
+                return self._collect(timeout, on_stdout, on_stderr, encoding_errors)
             except (OSError, TimeoutError, GuestLinkError) as error:
                 self.broken = True
                 if isinstance(error, GuestLinkError):
@@ -101,11 +101,15 @@ class GuestLink:
                 raise GuestLinkError(f"lost the sandbox's helper: {error}") from error
 
     def _collect(
-        self, timeout: float | None, on_stdout: OutputCallback | None, on_stderr: OutputCallback | None
+        self,
+        timeout: float | None,
+        on_stdout: OutputCallback | None,
+        on_stderr: OutputCallback | None,
+        encoding_errors: str,
     ) -> Reply:
         streams = {
-            b"1": _Decoder(self._encoding_errors, on_stdout),
-            b"2": _Decoder(self._encoding_errors, on_stderr),
+            b"1": _Decoder(encoding_errors, on_stdout),
+            b"2": _Decoder(encoding_errors, on_stderr),
         }
         deadline = None if timeout is None else time.monotonic() + timeout + BACKSTOP_GRACE_S
         while True:

@@ -1,4 +1,4 @@
-"""Tests for llm_sandbox.files: packing into the sandbox, and hostile archives coming out of it.
+"""Tests for llm_sandbox.archives: packing into the sandbox, and hostile archives coming out of it.
 
 Every hostile archive is built here with tarfile and fed as a stream of odd-sized chunks, like the HTTP
 response it normally comes from. After every refusal nothing may exist at ``dest`` and no temporary folder
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from llm_sandbox.archives import file_size_limit_error, pack_path, safe_extract
 from llm_sandbox.errors import FileTooLargeError, UnsafeArchiveError, ValidationError
-from llm_sandbox.files import file_size_limit_error, pack_path, safe_extract
 
 Member = tuple[tarfile.TarInfo, bytes]
 GIB = 1024**3
