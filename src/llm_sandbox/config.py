@@ -200,7 +200,7 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
     for name in sorted(BACKEND_SPECIFIC_OPTIONS - entry.options):
         if raw.get(name) is not None:
             raise UnknownOptionError(
-                f"option {name!r} means nothing for the {entry.name.value} backend; remove it "
+                f"option {name!r} means nothing for the {entry.name} backend; remove it "
                 f"(backends that accept it: {_accepting(name)})"
             )
     if raw["dockerfile"] is not None and raw["container_id"] is not None:
@@ -222,7 +222,7 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
         raise ValidationError("security_policy must be a SecurityPolicy")
     if raw["commit_container"] and not entry.capabilities.commit:
         raise UnknownOptionError(
-            f"commit_container means nothing for the {entry.name.value} backend (it cannot save a sandbox as an image)"
+            f"commit_container means nothing for the {entry.name} backend (it cannot save a sandbox as an image)"
         )
     runtime_configs = entry.validate_runtime_configs(raw["runtime_configs"] or {})
     backend_options = {name: raw[name] for name in entry.options if name != "dockerfile" and raw.get(name) is not None}
@@ -263,5 +263,5 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
 def _accepting(option: str) -> str:
     from llm_sandbox.backends.registry import BACKENDS
 
-    names = [name.value for name, entry in BACKENDS.items() if option in entry.options]
+    names = [entry.name for entry in BACKENDS.values() if option in entry.options]
     return ", ".join(names) or "none in this version"

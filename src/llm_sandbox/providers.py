@@ -110,7 +110,7 @@ class NewSandboxes(SandboxProvider):
         except ImagePullError as error:
             if image is not None:
                 raise
-            engine = spec.backend.name.value
+            engine = spec.backend.name
             raise ImageNotFoundError(
                 f"the default {spec.language.name} image {container.image!r} is not available and cannot be "
                 f"pulled. Build it locally with: {build_hint(spec.language.name, engine)}"

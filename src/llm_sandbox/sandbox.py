@@ -125,5 +125,5 @@ class Sandbox:
         """Save the sandbox as a new image (``repository:tag``) and return its reference."""
         images = self.backend.images
         if images is None or not self.capabilities.commit:
-            raise ContainerError(f"the {self.spec.backend.name.value} backend cannot save this sandbox as an image")
+            raise ContainerError(f"the {self.spec.backend.name} backend cannot save this sandbox as an image")
         return images.commit(repository, tag)

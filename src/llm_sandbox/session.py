@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from llm_sandbox.backends.registry import BackendEntry
 from llm_sandbox.config import (
     DEFAULT_COPY_LIMIT,
     DEFAULT_OUTPUT_LIMIT,
@@ -54,7 +55,7 @@ class SandboxSession:
     def __init__(
         self,
         *,
-        backend: SandboxBackend | str = SandboxBackend.DOCKER,
+        backend: SandboxBackend | str | BackendEntry = SandboxBackend.DOCKER,
         lang: str = "python",
         image: str | None = None,
         dockerfile: str | None = None,

@@ -62,7 +62,8 @@ def test_language_is_case_insensitive() -> None:
 
 
 def test_backend_accepts_enum_and_string() -> None:
-    assert SandboxSession(backend="docker").options.sandbox.backend.name is SandboxBackend.DOCKER
+    assert SandboxSession(backend=SandboxBackend.DOCKER).options.sandbox.backend.name == "docker"
+    assert SandboxSession(backend="Docker").options.sandbox.backend.name == "docker"
     with pytest.raises(UnsupportedBackendError, match="did you mean 'docker'"):
         SandboxSession(backend="dokcer")
 

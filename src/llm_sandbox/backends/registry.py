@@ -13,9 +13,6 @@ from llm_sandbox.const import SandboxBackend
 from llm_sandbox.errors import UnsupportedBackendError
 from llm_sandbox.hints import did_you_mean
 
-# Session options that only some backends understand; every other option is common to all.
-BACKEND_SPECIFIC_OPTIONS = frozenset({"dockerfile", "kube_namespace", "pod_manifest", "environment"})
-
 # Everything SECURITY.md's hardened defaults give a container the library creates on Docker or Podman.
 OCI_CAPABILITIES = BackendCapabilities(
     pid_namespace=True,
@@ -39,7 +36,7 @@ KUBERNETES_CAPABILITIES = BackendCapabilities(pid_namespace=True, own_uid=True, 
 class BackendEntry:
     """How to build one backend, lazily (its module and SDK load only when the backend is used)."""
 
-    name: SandboxBackend
+    name: str
     factory: str  # "module:callable", called with (client=..., **options)
     options: frozenset[str]
     capabilities: BackendCapabilities
@@ -74,19 +71,19 @@ def _load(reference: str) -> Any:
 
 BACKENDS: dict[SandboxBackend, BackendEntry] = {
     SandboxBackend.DOCKER: BackendEntry(
-        SandboxBackend.DOCKER,
+        SandboxBackend.DOCKER.value,
         "llm_sandbox.backends.docker_engine:DockerBackend",
         frozenset({"dockerfile"}),
         OCI_CAPABILITIES,
     ),
     SandboxBackend.PODMAN: BackendEntry(
-        SandboxBackend.PODMAN,
+        SandboxBackend.PODMAN.value,
         "llm_sandbox.backends.podman_engine:PodmanBackend",
         frozenset({"dockerfile"}),
         OCI_CAPABILITIES,
     ),
     SandboxBackend.MICROMAMBA: BackendEntry(
-        SandboxBackend.MICROMAMBA,
+        SandboxBackend.MICROMAMBA.value,
         "llm_sandbox.backends.micromamba:engine_backend",
         frozenset({"dockerfile", "environment"}),
         OCI_CAPABILITIES,
@@ -94,7 +91,7 @@ BACKENDS: dict[SandboxBackend, BackendEntry] = {
         wrapper_options=frozenset({"environment"}),
     ),
     SandboxBackend.KUBERNETES: BackendEntry(
-        SandboxBackend.KUBERNETES,
+        SandboxBackend.KUBERNETES.value,
         "llm_sandbox.backends.kubernetes:KubernetesBackend",
         frozenset({"kube_namespace", "pod_manifest"}),
         KUBERNETES_CAPABILITIES,
@@ -104,8 +101,14 @@ BACKENDS: dict[SandboxBackend, BackendEntry] = {
 }
 
 
-def get_backend_entry(name: str | SandboxBackend) -> BackendEntry:
-    """The entry for ``name``; UnsupportedBackendError names the known and the available backends."""
+def get_backend_entry(name: str | SandboxBackend | BackendEntry) -> BackendEntry:
+    """The entry for ``name``; UnsupportedBackendError names the known and the available backends.
+
+    An entry itself is taken as it is: that is how a backend outside this list (the test-only local backend in
+    ``llm_sandbox.testing``) is used without being listed here.
+    """
+    if isinstance(name, BackendEntry):
+        return name
     try:
         key = SandboxBackend(name.value if isinstance(name, SandboxBackend) else str(name).strip().lower())
     except ValueError:
@@ -120,3 +123,7 @@ def get_backend_entry(name: str | SandboxBackend) -> BackendEntry:
             + ", ".join(member.value for member in BACKENDS)
         )
     return entry
+
+
+# Session options that only some backends understand; every other option is common to all.
+BACKEND_SPECIFIC_OPTIONS = frozenset().union(*(entry.options for entry in BACKENDS.values()))
