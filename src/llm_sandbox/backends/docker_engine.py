@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from llm_sandbox.backends.base import Command, ContainerSpec
+from llm_sandbox.backends.docker_stream import DockerExecStream
 from llm_sandbox.backends.engine_errors import engine_errors
-from llm_sandbox.backends.oci import OciBackend, shared_client
+from llm_sandbox.backends.oci import ARCHIVE_CHUNK, OciBackend, shared_client
 from llm_sandbox.backends.runtime_options import docker_create_options
 from llm_sandbox.backends.sdk import import_sdk
 
@@ -53,9 +55,20 @@ class DockerBackend(OciBackend):
             archive.addfile(entry)
         self.put_archive("/", buffer.getvalue(), keep_owner=True)
 
-    def _api_request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _put_archive(self, path: str, data: bytes, keep_owner: bool) -> None:
         api = self.client.api
-        return getattr(api, f"_{method}")(api._url(path), **kwargs)
+        if not keep_owner:
+            api.put_archive(self.container_id, path, data)
+            return
+        # The engine's copyUIDGID (keep the tar headers' owner) has no docker-py call: the one raw request left.
+        response = api._put(
+            api._url("/containers/{0}/archive", self.container_id), params={"path": path, "copyUIDGID": "1"}, data=data
+        )
+        api._raise_for_status(response)
+
+    def _get_archive(self, path: str) -> tuple[Iterator[bytes], dict[str, Any], Callable[[], None]]:
+        chunks, stat = self.client.api.get_archive(self.container_id, path, chunk_size=ARCHIVE_CHUNK)
+        return chunks, dict(stat or {}), chunks.close
 
     def _exec_create(self, command: Command, stdin: bool) -> str:
         created = self.client.api.exec_create(
@@ -68,16 +81,9 @@ class DockerBackend(OciBackend):
         )
         return str(created["Id"])
 
-    def _exec_hijack(self, exec_id: str) -> Any:
-        api = self.client.api
-        response = api._post_json(
-            api._url("/exec/{0}/start", exec_id),
-            data={"Tty": False, "Detach": False},
-            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
-            stream=True,
-        )
-        api._raise_for_status(response)
-        return response
+    def _exec_connection(self, exec_id: str) -> DockerExecStream:
+        # socket=True: the engine hijacks the connection (Connection: Upgrade) and docker-py hands us its socket.
+        return DockerExecStream(self.client.api.exec_start(exec_id, socket=True))
 
     def _exec_exit_code(self, exec_id: str) -> int:
         return int(self.client.api.exec_inspect(exec_id)["ExitCode"] or 0)

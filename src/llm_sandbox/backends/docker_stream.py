@@ -21,12 +21,11 @@ STDOUT, STDERR = 1, 2
 class DockerExecStream:
     """The stdin and the demultiplexed output of one exec instance, carried by its hijacked HTTP response."""
 
-    def __init__(self, response: Any) -> None:
-        raw = response.raw._fp.fp.raw  # the connection under the HTTP layer, after the engine hijacked it
-        # A SocketIO (unix, tcp) or the socket itself (TLS); both lead to a real socket.
-        self._sock: socket.socket = getattr(raw, "_sock", raw)
-        self._raw = raw
-        self._response = response  # kept alive: collecting it would close the connection
+    def __init__(self, connection: Any, keep_alive: Any = None) -> None:
+        # The hijacked connection: a socket file object (unix, tcp; its socket is `_sock`) or the socket itself (TLS).
+        self._sock: socket.socket = getattr(connection, "_sock", connection)
+        self._raw = connection
+        self._response = keep_alive  # whatever must outlive the stream for the connection to stay open
         self._pending = bytearray()
         self._closed = False
         self.stderr_tail = b""  # the end of what the process wrote on stderr, for error messages
@@ -87,6 +86,8 @@ class DockerExecStream:
         except OSError:
             pass
         for closable in (self._raw, self._response):
+            if closable is None:
+                continue
             try:
                 closable.close()
             except (OSError, ValueError):  # already closed underneath: nothing left to release

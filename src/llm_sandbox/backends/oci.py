@@ -88,16 +88,20 @@ class OciBackend(Backend, ImageStore):
         """Create an exec instance; return its id."""
 
     @abstractmethod
-    def _exec_hijack(self, exec_id: str) -> Any:
-        """Start an exec instance on a hijacked connection; return the HTTP response holding the socket."""
+    def _exec_connection(self, exec_id: str) -> DockerExecStream:
+        """Start an exec instance on a hijacked connection and return the stream over its socket."""
 
     @abstractmethod
     def _exec_exit_code(self, exec_id: str) -> int:
         """The exit code of a finished exec instance."""
 
     @abstractmethod
-    def _api_request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """A raw request to the engine's API (path relative to the API root); returns the response."""
+    def _put_archive(self, path: str, data: bytes, keep_owner: bool) -> None:
+        """Send a tar archive to be extracted into ``path`` (``keep_owner``: keep the headers' uid/gid)."""
+
+    @abstractmethod
+    def _get_archive(self, path: str) -> tuple[Iterator[bytes], dict[str, Any], Callable[[], None]]:
+        """A tar stream of ``path``: its chunks, the engine's stat of the path, and how to end it early."""
 
     @abstractmethod
     def _prepare(self, spec: ContainerSpec) -> None:
@@ -122,10 +126,6 @@ class OciBackend(Backend, ImageStore):
 
     def _errors(self, action: str, missing: type[SandboxError] = ContainerError) -> AbstractContextManager[None]:
         return engine_errors(action, sdk=self.sdk, missing=missing)
-
-    def _checked(self, response: Any) -> Any:
-        response.raise_for_status()
-        return response
 
     # Lifecycle -----------------------------------------------------------------------------------------------
 
@@ -210,34 +210,28 @@ class OciBackend(Backend, ImageStore):
     def exec(self, command: Command) -> ExecOutput:
         with self._errors(f"running {command.argv[0]!r} in the container"):
             exec_id = self._exec_create(command, stdin=False)
-            stream = DockerExecStream(self._exec_hijack(exec_id))
-            stdout, stderr = stream.read_all()
+            stdout, stderr = self._exec_connection(exec_id).read_all()
             return ExecOutput(self._exec_exit_code(exec_id), stdout, stderr)
 
     def open_stream(self, command: Command) -> DuplexStream:
         with self._errors("starting the guest helper"):
             exec_id = self._exec_create(command, stdin=True)
-            return DockerExecStream(self._exec_hijack(exec_id))
+            return self._exec_connection(exec_id)
 
     # Files ---------------------------------------------------------------------------------------------------
 
     def put_archive(self, path: str, data: bytes, *, keep_owner: bool = False) -> None:
-        params = {"path": path, "copyUIDGID": "1" if keep_owner else "0"}
-        path_of = f"/containers/{self.container_id}/archive"
         with self._errors(f"copying into {path}", missing=SandboxFileNotFoundError):
-            self._checked(self._api_request("put", path_of, params=params, data=data))
+            self._put_archive(path, data, keep_owner)
 
     def get_archive(self, path: str) -> ArchiveStream:
-        path_of = f"/containers/{self.container_id}/archive"
         with self._errors(f"copying {path} out of the container", missing=SandboxFileNotFoundError):
-            response = self._checked(self._api_request("get", path_of, params={"path": path}, stream=True))
-        stat = decode_path_stat(response.headers.get("x-docker-container-path-stat"))
-        chunks: Iterator[bytes] = response.iter_content(ARCHIVE_CHUNK)
+            chunks, stat, close = self._get_archive(path)
         return ArchiveStream(
             chunks=chunks,
             size=int(stat.get("size", 0)),
             is_dir=bool(int(stat.get("mode", 0)) & GO_MODE_DIR),
-            close=response.close,
+            close=close,
         )
 
     # Network -------------------------------------------------------------------------------------------------

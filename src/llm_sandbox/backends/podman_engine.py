@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from llm_sandbox.backends.base import Command, ContainerSpec
+from llm_sandbox.backends.docker_stream import DockerExecStream
 from llm_sandbox.backends.engine_errors import engine_errors
-from llm_sandbox.backends.oci import OciBackend, shared_client
+from llm_sandbox.backends.oci import ARCHIVE_CHUNK, OciBackend, decode_path_stat, shared_client
 from llm_sandbox.backends.runtime_options import podman_create_options
 from llm_sandbox.backends.sdk import import_sdk
 from llm_sandbox.errors import ContainerError
@@ -70,8 +72,21 @@ class PodmanBackend(OciBackend):
         if result.exit_code != 0:
             raise ContainerError(f"cannot prepare the workdir {spec.workdir}: {result.stderr.decode(errors='replace')}")
 
-    def _api_request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return getattr(self.client.api, method)(path, **kwargs)
+    def _checked(self, response: Any) -> Any:
+        response.raise_for_status()
+        return response
+
+    def _put_archive(self, path: str, data: bytes, keep_owner: bool) -> None:
+        # Podman ignores copyUIDGID (see _after_start), but it is harmless to say what we mean.
+        params = {"path": path, "copyUIDGID": "1" if keep_owner else "0"}
+        self._checked(self.client.api.put(f"/containers/{self.container_id}/archive", params=params, data=data))
+
+    def _get_archive(self, path: str) -> tuple[Iterator[bytes], dict[str, Any], Callable[[], None]]:
+        response = self._checked(
+            self.client.api.get(f"/containers/{self.container_id}/archive", params={"path": path}, stream=True)
+        )
+        stat = decode_path_stat(response.headers.get("x-docker-container-path-stat"))
+        return response.iter_content(ARCHIVE_CHUNK), stat, response.close
 
     def _exec_create(self, command: Command, stdin: bool) -> str:
         body: dict[str, Any] = {
@@ -89,8 +104,8 @@ class PodmanBackend(OciBackend):
         response = self._checked(self.client.api.post(f"/containers/{self.container_id}/exec", data=json.dumps(body)))
         return str(response.json()["Id"])
 
-    def _exec_hijack(self, exec_id: str) -> Any:
-        return self._checked(
+    def _exec_connection(self, exec_id: str) -> DockerExecStream:
+        response = self._checked(
             self.client.api.post(
                 f"/exec/{exec_id}/start",
                 data=json.dumps({"Detach": False, "Tty": False}),
@@ -98,6 +113,9 @@ class PodmanBackend(OciBackend):
                 stream=True,
             )
         )
+        # podman-py has no call that returns the hijacked socket: it is the connection under the HTTP response
+        # (urllib3's file object); the response is kept alive with the stream, since collecting it closes it.
+        return DockerExecStream(response.raw._fp.fp.raw, keep_alive=response)
 
     def _exec_exit_code(self, exec_id: str) -> int:
         return int(self._checked(self.client.api.get(f"/exec/{exec_id}/json")).json().get("ExitCode") or 0)
