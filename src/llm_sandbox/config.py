@@ -123,40 +123,11 @@ class SessionOptions:
         return self.sandbox.workdir
 
 
-PUBLIC_OPTIONS = (
-    "backend",
-    "lang",
-    "image",
-    "dockerfile",
-    "container_id",
-    "client",
-    "kube_namespace",
-    "pod_manifest",
-    "environment",
-    "workdir",
-    "network",
-    "runtime_configs",
-    "default_timeout",
-    "execution_timeout",
-    "session_timeout",
-    "libraries",
-    "keep_template",
-    "commit_container",
-    "skip_environment_setup",
-    "security_policy",
-    "verbose",
-    "stream",
-    "encoding_errors",
-    "output_limit",
-    "copy_limit",
-)
-
-
-def reject_unknown(unknown: Mapping[str, Any]) -> None:
-    """Raise for misspelled keyword arguments, with the closest known name."""
+def reject_unknown(unknown: Mapping[str, Any], known: Sequence[str]) -> None:
+    """Raise for misspelled keyword arguments, with the closest of the ``known`` names."""
     for name in unknown:
         raise UnknownOptionError(
-            f"SandboxSession() got an unexpected keyword argument {name!r}{did_you_mean(name, PUBLIC_OPTIONS)}"
+            f"SandboxSession() got an unexpected keyword argument {name!r}{did_you_mean(name, known)}"
         )
 
 

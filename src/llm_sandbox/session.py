@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import uuid
@@ -82,7 +83,7 @@ class SandboxSession:
         copy_limit: int = DEFAULT_COPY_LIMIT,
         **unknown: Any,
     ) -> None:
-        reject_unknown(unknown)
+        reject_unknown(unknown, OPTION_NAMES)
         raw = dict(locals())
         del raw["self"], raw["unknown"]
         self.options: SessionOptions = build_options(raw)
@@ -277,3 +278,7 @@ class SandboxSession:
         if not safe:
             described = "; ".join(f"{item.description} ({item.severity.name})" for item in violations)
             raise SecurityViolationError(f"the code breaks the security policy: {described}", violations)
+
+
+# The options SandboxSession takes, read from its signature (for "did you mean" hints): one list, not two.
+OPTION_NAMES = tuple(inspect.signature(SandboxSession.__init__).parameters)[1:-1]
