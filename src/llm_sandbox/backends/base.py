@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from llm_sandbox.errors import ContainerError, ValidationError
+
 
 @dataclass(frozen=True)
 class BackendCapabilities:
@@ -63,7 +65,9 @@ class BackendCapabilities:
         """The capabilities among ``names`` this declaration does not have."""
         for name in names:
             if name not in self.__dataclass_fields__:
-                raise ValueError(f"{name!r} is not a backend capability")
+                raise ValidationError(
+                    f"{name!r} is not a backend capability; known: {', '.join(self.__dataclass_fields__)}"
+                )
         return [name for name in names if not getattr(self, name)]
 
 
@@ -168,7 +172,9 @@ class Provisioner(ABC):
 
     def set_network(self, enabled: bool) -> None:
         """Connect (True) or disconnect (False) the network of a created container (``network_switch``)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot switch a sandbox's network")
+        raise ContainerError(
+            f"{type(self).__name__} cannot switch a sandbox's network (it does not declare network_switch)"
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing beyond the client
         """Release client resources held by the backend."""
