@@ -41,14 +41,14 @@ def copy_to_runtime(sandbox: Sandbox, src: str, dest: str) -> None:
     if not name:
         raise ValidationError(f"dest {dest!r} must name a file or directory, not the root")
     # Fast path: the helper unpacks it as the code user, so the code can change what it was given.
-    reply = runner.put(parent or "/", pack_path(local, name))
-    if "errno" not in reply:
+    reply = runner.put_files(parent or "/", pack_path(local, name))
+    if not reply.failed:
         return
-    if reply["errno"] not in (errno.EACCES, errno.EPERM):
-        raise ContainerError(f"cannot copy into {target}: {reply.get('reason')}")
+    if reply.errno not in (errno.EACCES, errno.EPERM):
+        raise ContainerError(f"cannot copy into {target}: {reply.reason}")
     # The code user may not write there (a new top-level folder): the engine may. Only the missing folders are
     # in the archive, put at the deepest one that exists, so no existing folder is touched.
-    ancestor = str(reply["ancestor"])
+    ancestor = reply.ancestor
     owner = runner.code_uid if sandbox.owned else None
     archive = pack_path(local, posixpath.relpath(target, ancestor), uid=owner, gid=owner)
     sandbox.put_archive(ancestor, archive, keep_owner=owner is not None)

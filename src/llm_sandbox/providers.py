@@ -110,7 +110,8 @@ class NewSandboxes(SandboxProvider):
         except ImagePullError as error:
             if image is not None:
                 raise
-            engine = spec.backend.name
+            # The engine underneath (Micromamba runs on Docker or Podman) is what builds the image.
+            engine = backend.images.engine if backend.images is not None else spec.backend.name
             raise ImageNotFoundError(
                 f"the default {spec.language.name} image {container.image!r} is not available and cannot be "
                 f"pulled. Build it locally with: {build_hint(spec.language.name, engine)}"

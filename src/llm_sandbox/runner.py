@@ -1,18 +1,20 @@
 """Runs code and commands through the guest helper, and turns its replies into results or errors.
 
-The helper is started once per session over one attached stream. A run is then one request: the code file, the
-argv, the limits; the helper writes the file into a fresh temporary folder, runs, relays output, enforces the
-timeout and output cap, kills every leftover process, and removes the folder.
+The helper is started once per session over one attached stream; its first request (info) tells it what the
+sandbox guarantees. A run is then one request: the code file, the argv, the limits; the helper writes the file into
+a fresh temporary folder, runs, relays output, enforces the timeout and output cap, kills every leftover process,
+sends back the files asked for, and removes the folder. Requests and replies are the typed ones of ``messages``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
-from llm_sandbox.backends.base import Command
-from llm_sandbox.config import RunPolicy
+from llm_sandbox.backends.base import BackendCapabilities, Command, DuplexStream, ExecOutput
+from llm_sandbox.config import RunPolicy, SandboxSpec
 from llm_sandbox.data import ConsoleOutput
 from llm_sandbox.errors import (
     ContainerError,
@@ -24,10 +26,28 @@ from llm_sandbox.errors import (
     SandboxTimeoutError,
 )
 from llm_sandbox.guest import BOOTSTRAP, agent_payload
-from llm_sandbox.link import GuestLink, GuestLinkError, OutputCallback, Reply
-
-if TYPE_CHECKING:
-    from llm_sandbox.sandbox import Sandbox
+from llm_sandbox.guest.protocol import Limit
+from llm_sandbox.link import GuestLink, GuestLinkError, OutputCallback
+from llm_sandbox.messages import (
+    DEFAULT_COLLECT_BUDGET,
+    CloseReply,
+    CloseRequest,
+    CodeFile,
+    ExecReply,
+    ExecRequest,
+    FeedReply,
+    FeedRequest,
+    InfoReply,
+    InfoRequest,
+    PutReply,
+    PutRequest,
+    Reply,
+    Request,
+    ResetReply,
+    ResetRequest,
+    SpawnReply,
+    SpawnRequest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,35 +59,48 @@ LAUNCHER = (
     'echo "llm_sandbox: no python3 or python on PATH in this container" >&2; exit 127'
 )
 PYTHON_LOOKUP = "command -v python3 || command -v python || exit 127"
-# "Kill and wipe": every process of the code's uid but this shell and the helper, then what the code left in the
-# workdir and the temporary folder. (The guest protects the helper; kill -9 -1 skips the caller itself.)
-RESET_SCRIPT = (
-    "kill -9 -1 2>/dev/null; kill -9 -1 2>/dev/null; "
-    'find "$1" /tmp -mindepth 1 -maxdepth 1 -user "$(id -u)" -exec rm -rf -- {} + 2>/dev/null; exit 0'
-)
 SIGXFSZ_EXIT = 128 + 25
 SIGKILL_EXIT = 128 + 9
+INFO_TIMEOUT_S = 30.0
+PUT_TIMEOUT_S = 300.0
+RESET_TIMEOUT_S = 60.0
+CONTROL_TIMEOUT_S = 30.0  # spawn and close: no user code runs to its end meanwhile
+
+ReplyType = TypeVar("ReplyType")
+
+
+class HelperHost(Protocol):
+    """What the runner needs of the sandbox it serves (``sandbox.Sandbox`` is one)."""
+
+    spec: SandboxSpec
+    capabilities: BackendCapabilities
+    prefix: tuple[str, ...]
+
+    @property
+    def owned(self) -> bool: ...
+
+    def exec(self, command: Command) -> ExecOutput: ...
+
+    def open_stream(self, command: Command) -> DuplexStream: ...
+
+    def is_running(self) -> bool: ...
 
 
 class GuestRunner:
     """The sandbox's helper process and the requests it serves; each run is governed by a ``RunPolicy``."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: HelperHost) -> None:
         self._sandbox = sandbox
         self._spec = sandbox.spec
         self._link: GuestLink | None = None
-        self.info: dict[str, Any] = {}
+        self.info: dict[str, Any] = {}  # the guest's info reply, as sent (``guest_info`` has it typed)
+        self.guest_info: InfoReply | None = None
         self.died = False  # the container stopped: a new one is needed (the session makes it, for owned ones)
 
     def start(self) -> None:
         sandbox = self._sandbox
         capabilities = sandbox.capabilities
-        # kill(-1) as the code's uid reaches only the code's processes when the sandbox has a pid namespace and
-        # the uid to itself: the guest may then use it (and nothing else tells it so).
-        kill_all = capabilities.pid_namespace and capabilities.own_uid
-        environment = {"LLM_SANDBOX_OWNED": "1" if kill_all else "0"}
-        if sandbox.owned:
-            environment["HOME"] = self._spec.workdir
+        environment = {"HOME": self._spec.workdir} if sandbox.owned else {}
         stream = sandbox.open_stream(
             Command(
                 ["/bin/sh", "-c", LAUNCHER, "llm-sandbox-guest", BOOTSTRAP],
@@ -76,10 +109,19 @@ class GuestRunner:
             )
         )
         self._link = GuestLink(stream)
+        # What the sandbox guarantees goes to the guest in its first request, and nothing else tells it: kill(-1)
+        # as the code's uid reaches only the code's processes when the sandbox has a pid namespace and the uid to
+        # itself; the cgroup's counters tell a limit hit when the cgroup is the sandbox's own.
+        request = InfoRequest(
+            workdir=self._spec.workdir,
+            kill_all=capabilities.pid_namespace and capabilities.own_uid,
+            own_cgroup=capabilities.own_cgroup,
+        )
         try:
             stream.send(agent_payload())
-            reply = self._link.request({"op": "info", "workdir": self._spec.workdir}, timeout=30)
-        except (GuestLinkError, OSError) as error:
+            reply = self._link.request(request, timeout=INFO_TIMEOUT_S)
+            info = _typed(reply, _fields_of(InfoReply.from_fields))
+        except (GuestLinkError, OSError, ContainerError) as error:
             self._link.close()
             self._link = None
             said = self._diagnose() or getattr(stream, "stderr_tail", b"").decode("utf-8", "replace").strip()
@@ -88,7 +130,8 @@ class GuestRunner:
                 f"on PATH ({error}{'; it said: ' + said if said else ''})"
             ) from error
         self.info = reply.fields
-        logger.debug("guest helper: %s", self.info)
+        self.guest_info = info
+        logger.debug("guest helper: %s", info)
 
     def _diagnose(self) -> str:
         """Why the helper could not start: run its interpreter lookup once, the same way, and report stderr."""
@@ -118,6 +161,63 @@ class GuestRunner:
         assert self._link is not None
         return self._link
 
+    def _request(
+        self,
+        request: Request,
+        *,
+        timeout: float | None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        payload: bytes | None = None,
+        encoding_errors: str = "replace",
+    ) -> Reply:
+        """One request on the link (the helper restarted first if it was lost); a lost link is an error."""
+        link = self._ensure_link()
+        try:
+            return link.request(
+                request,
+                timeout=timeout,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
+                payload=payload,
+                encoding_errors=encoding_errors,
+            )
+        except GuestLinkError as error:
+            if not self._sandbox.is_running():
+                raise self._died() from error
+            raise ContainerError(
+                f"the sandbox's helper stopped answering ({error}); it is restarted on the next call"
+            ) from error
+
+    def _typed_request(
+        self,
+        request: Request,
+        read: Callable[[Reply], ReplyType],
+        *,
+        timeout: float | None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        payload: bytes | None = None,
+        encoding_errors: str = "replace",
+    ) -> ReplyType:
+        """A request whose reply is read by ``read``: an error reply raises ContainerError; a reply that breaks
+        the protocol breaks the link (the helper is restarted on the next call) and raises ContainerError."""
+        reply = self._request(
+            request,
+            timeout=timeout,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            payload=payload,
+            encoding_errors=encoding_errors,
+        )
+        try:
+            return _typed(reply, read)
+        except GuestLinkError as error:
+            self.close()
+            raise ContainerError(
+                f"the sandbox's helper stopped answering ({error}); it is restarted on the next call"
+            ) from error
+
     # Requests ----------------------------------------------------------------------------------------------
 
     def run_code(
@@ -129,12 +229,8 @@ class GuestRunner:
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
     ) -> ConsoleOutput:
-        language = self._spec.language
-        path = language.code_path()
-        argv = language.run_argv({"file": path, "dir": "{tmp}", "python": self.python, "workdir": self.workdir})
-        files = [{"path": path, "content": code}]
-        warm = self.python if language.warm_interpreter else None
-        return self._exec(argv, self.workdir, policy, timeout, on_stdout, on_stderr, files=files, warm_python=warm)
+        request = self.code_request(code, policy, timeout=timeout)
+        return outcome(self.execute(request, policy, on_stdout=on_stdout, on_stderr=on_stderr), timeout)
 
     def run_argv(
         self,
@@ -146,18 +242,149 @@ class GuestRunner:
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
     ) -> ConsoleOutput:
-        return self._exec(argv, cwd or self.workdir, policy, timeout, on_stdout, on_stderr)
+        request = self.argv_request(argv, policy, cwd=cwd, timeout=timeout)
+        return outcome(self.execute(request, policy, on_stdout=on_stdout, on_stderr=on_stderr), timeout)
 
-    def put(self, parent: str, archive: bytes) -> dict[str, Any]:
-        """Unpack a tar into ``parent`` as the code user; the reply names errno and the deepest existing folder."""
-        return self._ensure_link().request({"op": "put", "parent": parent}, timeout=300, payload=archive).fields
+    def code_request(
+        self,
+        code: str,
+        policy: RunPolicy,
+        *,
+        timeout: float | None,
+        collect: Sequence[str] = (),
+        collect_budget: int = DEFAULT_COLLECT_BUDGET,
+    ) -> ExecRequest:
+        """The request that runs ``code`` in the session's language (``collect``: files of ``{tmp}`` to send
+        back, as glob patterns relative to it)."""
+        language = self._spec.language
+        path = language.code_path()
+        argv = language.run_argv({"file": path, "dir": "{tmp}", "python": self.python, "workdir": self.workdir})
+        warm = self.python if language.warm_interpreter else None
+        return self._exec_request(
+            argv,
+            self.workdir,
+            policy,
+            timeout,
+            files=(CodeFile(path, code),),
+            warm_python=warm,
+            collect=collect,
+            collect_budget=collect_budget,
+        )
+
+    def argv_request(
+        self,
+        argv: Sequence[str],
+        policy: RunPolicy,
+        *,
+        cwd: str | None,
+        timeout: float | None,
+        collect: Sequence[str] = (),
+        collect_budget: int = DEFAULT_COLLECT_BUDGET,
+    ) -> ExecRequest:
+        """The request that runs ``argv`` in ``cwd`` (the workdir when None)."""
+        return self._exec_request(
+            argv, cwd or self.workdir, policy, timeout, collect=collect, collect_budget=collect_budget
+        )
+
+    def _exec_request(
+        self,
+        argv: Sequence[str],
+        cwd: str,
+        policy: RunPolicy,
+        timeout: float | None,
+        *,
+        files: tuple[CodeFile, ...] = (),
+        warm_python: str | None = None,
+        collect: Sequence[str] = (),
+        collect_budget: int = DEFAULT_COLLECT_BUDGET,
+    ) -> ExecRequest:
+        return ExecRequest(
+            argv=(*self._sandbox.prefix, *argv),
+            cwd=cwd,
+            env=self._environment(),
+            timeout=timeout,
+            output_limit=policy.output_limit,
+            files=files,
+            warm_python=warm_python,
+            collect=tuple(collect),
+            collect_budget=collect_budget,
+        )
+
+    def execute(
+        self,
+        request: ExecRequest,
+        policy: RunPolicy,
+        *,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ExecReply:
+        """Run one exec request; its output goes to the callbacks (or the log, when the policy streams)."""
+        if on_stdout is None and policy.stream:
+            on_stdout = _log_chunk("stdout")
+        if on_stderr is None and policy.stream:
+            on_stderr = _log_chunk("stderr")
+        return self._typed_request(
+            request,
+            ExecReply.from_reply,
+            timeout=request.timeout,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            encoding_errors=policy.encoding_errors,
+        )
+
+    def put_files(self, parent: str, archive: bytes) -> PutReply:
+        """Unpack a tar into ``parent`` as the code user."""
+        return self._typed_request(
+            PutRequest(parent), _fields_of(PutReply.from_fields), timeout=PUT_TIMEOUT_S, payload=archive
+        )
 
     def reset(self) -> None:
-        """Kill every process the code left and remove what it wrote in the workdir and temporary folder."""
-        argv = ["/bin/sh", "-c", RESET_SCRIPT, "sh", self.workdir]
-        output = self.run_argv(argv, RunPolicy(), cwd="/", timeout=60)
-        if output.exit_code != 0:
-            raise ContainerError(f"could not reset the sandbox: {output.stderr.strip() or output.stdout.strip()}")
+        """Kill every process the code left (long-lived ones included) and remove what it wrote in the workdir and
+        the temporary folder. The helper does it: it survives the kill, and it never follows a link the code
+        planted."""
+        try:
+            reply = self._typed_request(
+                ResetRequest(self.workdir), _fields_of(ResetReply.from_fields), timeout=RESET_TIMEOUT_S
+            )
+        except ContainerError as error:
+            if isinstance(error, SandboxDiedError):
+                raise
+            raise ContainerError(f"could not reset the sandbox: {error}") from error
+        if reply.left:
+            logger.debug("reset left %s", ", ".join(reply.left))
+
+    def spawn(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> SpawnReply:
+        """Start a long-lived process (the session's environment, plus ``env``) that outlives runs and is fed
+        with ``feed``; it ends with ``close_process``, a reset, or the helper."""
+        environment = {**self._environment(), **(env or {})}
+        request = SpawnRequest((*self._sandbox.prefix, *argv), environment, cwd or self.workdir)
+        return self._typed_request(request, _fields_of(SpawnReply.from_fields), timeout=CONTROL_TIMEOUT_S)
+
+    def feed(
+        self,
+        handle: int,
+        data: bytes,
+        *,
+        marker: bytes = b"",
+        timeout: float | None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        encoding_errors: str = "replace",
+    ) -> FeedReply:
+        """Write ``data`` to a long-lived process's stdin and relay its output until ``marker`` shows on its
+        stdout, it exits, or ``timeout`` passes (the reply says which)."""
+        return self._typed_request(
+            FeedRequest(handle, data, marker, timeout),
+            FeedReply.from_reply,
+            timeout=timeout,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            encoding_errors=encoding_errors,
+        )
+
+    def close_process(self, handle: int) -> CloseReply:
+        """Kill a long-lived process and everything under it."""
+        return self._typed_request(CloseRequest(handle), _fields_of(CloseReply.from_fields), timeout=CONTROL_TIMEOUT_S)
 
     def install_argv(self, libraries: list[str]) -> list[str]:
         return self._spec.language.install_argv(libraries, {"python": self.python, "workdir": self.workdir})
@@ -190,50 +417,10 @@ class GuestRunner:
 
     @property
     def python(self) -> str:
-        return str(self.info.get("python") or "python3")
+        return self.guest_info.python if self.guest_info is not None and self.guest_info.python else "python3"
 
-    def _exec(
-        self,
-        argv: list[str],
-        cwd: str,
-        policy: RunPolicy,
-        timeout: float | None,
-        on_stdout: OutputCallback | None,
-        on_stderr: OutputCallback | None,
-        files: list[dict[str, Any]] | None = None,
-        warm_python: str | None = None,
-    ) -> ConsoleOutput:
-        request: dict[str, Any] = {
-            "warm_python": warm_python,
-            "op": "exec",
-            "argv": [*self._sandbox.prefix, *argv],
-            "cwd": cwd,
-            "env": self._spec.language.environment_for({"workdir": self.workdir}),
-            "timeout": timeout,
-            "output_limit": policy.output_limit,
-            "tempdir": True,
-            "files": files or [],
-        }
-        if on_stdout is None and policy.stream:
-            on_stdout = _log_chunk("stdout")
-        if on_stderr is None and policy.stream:
-            on_stderr = _log_chunk("stderr")
-        link = self._ensure_link()
-        try:
-            reply = link.request(
-                request,
-                timeout=timeout,
-                on_stdout=on_stdout,
-                on_stderr=on_stderr,
-                encoding_errors=policy.encoding_errors,
-            )
-        except GuestLinkError as error:
-            if not self._sandbox.is_running():
-                raise self._died() from error
-            raise ContainerError(
-                f"the sandbox's helper stopped answering ({error}); it is restarted on the next call"
-            ) from error
-        return _outcome(reply, timeout)
+    def _environment(self) -> dict[str, str]:
+        return self._spec.language.environment_for({"workdir": self.workdir})
 
     def _died(self) -> SandboxDiedError:
         self.died = True
@@ -242,26 +429,35 @@ class GuestRunner:
         return SandboxDiedError("the attached container stopped running; start it and open a new session")
 
 
-def _outcome(reply: Reply, timeout: float | None) -> ConsoleOutput:
-    fields = reply.fields
-    if "error" in fields:
-        raise ContainerError(f"the sandbox's helper failed: {fields['error']}")
+def _typed(reply: Reply, read: Callable[[Reply], ReplyType]) -> ReplyType:
+    """The typed reply; the guest's error reply raises ContainerError."""
+    if reply.error is not None:
+        raise ContainerError(f"the sandbox's helper failed: {reply.error}")
+    return read(reply)
+
+
+def _fields_of(read: Callable[[Mapping[str, Any]], ReplyType]) -> Callable[[Reply], ReplyType]:
+    return lambda reply: read(reply.fields)
+
+
+def outcome(reply: ExecReply, timeout: float | None) -> ConsoleOutput:
+    """The run's ConsoleOutput, or the error that says which limit ended it."""
     output = ConsoleOutput(
-        exit_code=int(fields.get("exit_code", -1)),
+        exit_code=reply.exit_code,
         stdout=reply.stdout,
         stderr=reply.stderr,
-        timed_out=bool(fields.get("timed_out")),
-        truncated=bool(fields.get("truncated")),
-        duration_s=float(fields.get("duration_s", 0.0)),
+        timed_out=reply.timed_out,
+        truncated=reply.truncated,
+        duration_s=reply.duration_s,
     )
-    limits = set(fields.get("limits") or ())
+    limits = set(reply.limits)
     if output.timed_out:
         raise SandboxTimeoutError(
             f"the run exceeded its timeout of {timeout:g} s; its processes were killed", output, timeout
         )
-    if "oom" in limits and output.exit_code == SIGKILL_EXIT:
+    if Limit.OOM in limits and output.exit_code == SIGKILL_EXIT:
         raise MemoryLimitError("the run was killed by the sandbox's memory limit", output)
-    if "pids" in limits and output.exit_code != 0:
+    if Limit.PIDS in limits and output.exit_code != 0:
         raise ProcessLimitError("the run hit the sandbox's process limit (too many processes)", output)
     if output.exit_code == SIGXFSZ_EXIT:
         raise DiskLimitError("the run wrote a file larger than the sandbox's file-size limit", output)

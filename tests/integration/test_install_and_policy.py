@@ -1,4 +1,4 @@
-"""Library installs and the security policy, on the real engine."""
+"""Library installs and the security policy, on every backend (the contract suite: see tests/harness.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from harness import Harness
 from llm_sandbox import (
     ImageNotFoundError,
     InvalidLibraryNameError,
@@ -27,8 +28,8 @@ POLICY = SecurityPolicy(
 
 
 @pytest.fixture(scope="module")
-def session(backend: str) -> Iterator[SandboxSession]:
-    with SandboxSession(backend=backend, lang="python", security_policy=POLICY) as opened:
+def session(backend: Harness) -> Iterator[SandboxSession]:
+    with backend.session(lang="python", security_policy=POLICY) as opened:
         yield opened
 
 
@@ -69,14 +70,14 @@ def test_is_safe_evaluates_without_running_or_mutating(session: SandboxSession) 
     assert session.run("print('allowed')").stdout == "allowed\n"
 
 
-def test_missing_default_image_names_the_build_command(backend: str, engine_client: Any, python_image: str) -> None:
+def test_missing_default_image_names_the_build_command(backend: Harness, engine_client: Any, python_image: str) -> None:
     image = engine_client.images.get(python_image)
     image.tag("llm-sandbox/python", "held-by-test")
     engine_client.images.remove(python_image)  # only the tag goes: the image stays under the other one
     try:
         with pytest.raises(ImageNotFoundError) as raised:
-            SandboxSession(backend=backend, lang="python").open()
-        assert build_hint("python", backend) in str(raised.value)
+            backend.session(lang="python", image=None).open()  # image=None: the library's default image
+        assert build_hint("python", backend.engine or "docker") in str(raised.value)
     finally:
         image.tag("llm-sandbox/python", "bookworm")
         engine_client.images.remove("llm-sandbox/python:held-by-test")

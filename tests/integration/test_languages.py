@@ -3,6 +3,7 @@ libraries (from a registry where one is reachable, else from local sources), and
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -316,7 +317,7 @@ def test_attached_plain_container_of_the_languages_image(case: Case, docker_clie
         ["sleep", "infinity"],
         detach=True,
         name=f"llm-sandbox-test-{uuid.uuid4().hex[:10]}",
-        labels={TEST_LABEL: "1"},
+        labels={TEST_LABEL: str(os.getpid())},
     )
     try:
         with SandboxSession(container_id=container.id, lang=case.lang) as session:

@@ -1,4 +1,5 @@
-"""Lifecycle on the real engine: failed opens clean up, orphans are swept, images built or committed are handled."""
+"""Lifecycle on the real engines (Docker and Podman): failed opens clean up, orphans are swept, images built or
+committed are handled. (Kubernetes has its own: test_kubernetes.py.)"""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from typing import Any
 
 import pytest
 
+from harness import Harness
 from llm_sandbox import (
     ContainerError,
     ImagePullError,
     SandboxDiedError,
-    SandboxSession,
     SandboxTimeoutError,
 )
 from llm_sandbox.cleanup import sweep
 from llm_sandbox.labels import MANAGED_LABEL
+
+pytestmark = pytest.mark.backends("docker", "podman")
 
 
 def _managed(client: Any, label: str = MANAGED_LABEL) -> set[str]:
@@ -33,45 +36,47 @@ def _managed(client: Any, label: str = MANAGED_LABEL) -> set[str]:
     return {container.id for container in client.containers.list(all=True, filters={"label": label})}
 
 
+@pytest.mark.requires("images")
 def test_failed_open_removes_the_container_it_created(
-    backend: str, engine_client: Any, python_image: str, tmp_path: Path
+    backend: Harness, engine_client: Any, python_image: str, tmp_path: Path
 ) -> None:
     # An image without any Python: the container starts, but the helper cannot, so open() fails half way.
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(
         f"FROM {python_image}\nRUN rm -f /usr/bin/python3* /opt/venv/bin/python* /usr/local/bin/python*\n"
     )
-    session = SandboxSession(backend=backend, lang="python", dockerfile=str(dockerfile))
+    session = backend.session(lang="python", dockerfile=str(dockerfile))
     with pytest.raises(ContainerError, match="python3"):
         session.open()
     assert not _managed(engine_client, f"io.llm-sandbox.session={session.session_id}")
     assert not engine_client.images.list(filters={"reference": "llm-sandbox-build"})
 
 
-def test_missing_image_is_a_clear_error_and_leaves_nothing(backend: str, engine_client: Any) -> None:
-    session = SandboxSession(backend=backend, lang="python", image="llm-sandbox/no-such-image:1")
+def test_missing_image_is_a_clear_error_and_leaves_nothing(backend: Harness, engine_client: Any) -> None:
+    session = backend.session(lang="python", image="llm-sandbox/no-such-image:1")
     with pytest.raises(ImagePullError, match="llm-sandbox/no-such-image"):
         session.open()
     assert not _managed(engine_client, f"io.llm-sandbox.session={session.session_id}")
 
 
-def test_close_is_idempotent_and_removes_the_container(backend: str, engine_client: Any) -> None:
-    session = SandboxSession(backend=backend, lang="python").open()
+def test_close_is_idempotent_and_removes_the_container(backend: Harness, engine_client: Any) -> None:
+    session = backend.session(lang="python").open()
     container_id = session.container_id
     session.close()
     session.close()
     assert container_id not in _managed(engine_client)
 
 
+@pytest.mark.requires("images")
 def test_dockerfile_image_is_removed_unless_kept(
-    backend: str, engine_client: Any, python_image: str, tmp_path: Path
+    backend: Harness, engine_client: Any, python_image: str, tmp_path: Path
 ) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(f"FROM {python_image}\nRUN echo built > /etc/built-marker\n")
-    with SandboxSession(backend=backend, lang="python", dockerfile=str(dockerfile)) as session:
+    with backend.session(lang="python", dockerfile=str(dockerfile)) as session:
         assert session.execute_command("cat /etc/built-marker").stdout == "built\n"
     assert not engine_client.images.list(filters={"reference": "llm-sandbox-build"})
-    with SandboxSession(backend=backend, lang="python", dockerfile=str(dockerfile), keep_template=True) as session:
+    with backend.session(lang="python", dockerfile=str(dockerfile), keep_template=True) as session:
         session.run("print(1)")
     kept = engine_client.images.list(filters={"reference": "llm-sandbox-build"})
     assert kept
@@ -79,23 +84,24 @@ def test_dockerfile_image_is_removed_unless_kept(
         engine_client.images.remove(image.id, force=True)
 
 
+@pytest.mark.requires("commit")
 def test_commit_container_writes_a_new_tag_and_never_the_source(
-    backend: str, engine_client: Any, python_image: str
+    backend: Harness, engine_client: Any, python_image: str
 ) -> None:
     source_id = engine_client.images.get(python_image).id
-    with SandboxSession(backend=backend, lang="python", commit_container=True) as session:
+    with backend.session(lang="python", commit_container=True) as session:
         session.execute_command("echo state > /sandbox/state.txt")
     assert session.committed_image is not None
     assert session.committed_image != python_image
     try:
         assert engine_client.images.get(python_image).id == source_id
-        with SandboxSession(backend=backend, lang="python", image=session.committed_image) as restored:
+        with backend.session(lang="python", image=session.committed_image) as restored:
             assert restored.execute_command("cat /sandbox/state.txt").stdout == "state\n"
     finally:
         engine_client.images.remove(session.committed_image, force=True)
 
 
-def _open_then_get_killed(tmp_path: Path, backend: str, options: str = "") -> str:
+def _open_then_get_killed(tmp_path: Path, backend: Harness, options: str = "") -> str:
     """Open a session in another process, SIGKILL that process, and return the container id it left."""
     script = tmp_path / "crash.py"
     script.write_text(
@@ -103,7 +109,7 @@ def _open_then_get_killed(tmp_path: Path, backend: str, options: str = "") -> st
             f"""
             import sys
             from llm_sandbox import SandboxSession
-            session = SandboxSession(backend={backend!r}, lang="python", {options}).open()
+            session = SandboxSession(backend={backend.name!r}, lang="python", {options}).open()
             print(session.container_id, flush=True)
             sys.stdin.read()
             """
@@ -120,7 +126,7 @@ def _open_then_get_killed(tmp_path: Path, backend: str, options: str = "") -> st
     return container_id
 
 
-def test_sweep_removes_what_a_killed_process_left_behind(backend: str, engine_client: Any, tmp_path: Path) -> None:
+def test_sweep_removes_what_a_killed_process_left_behind(backend: Harness, engine_client: Any, tmp_path: Path) -> None:
     container_id = _open_then_get_killed(tmp_path, backend)
     assert container_id in _managed(engine_client)
     removed = sweep(engine_client)
@@ -129,7 +135,7 @@ def test_sweep_removes_what_a_killed_process_left_behind(backend: str, engine_cl
 
 
 def test_session_timeout_ends_the_container_after_its_host_died(
-    backend: str, engine_client: Any, tmp_path: Path
+    backend: Harness, engine_client: Any, tmp_path: Path
 ) -> None:
     container_id = _open_then_get_killed(tmp_path, backend, "session_timeout=2")
     assert container_id in _managed(engine_client)
@@ -139,16 +145,16 @@ def test_session_timeout_ends_the_container_after_its_host_died(
     assert container_id not in _managed(engine_client)
 
 
-def test_session_timeout_closes_the_session(backend: str) -> None:
-    with SandboxSession(backend=backend, lang="python", session_timeout=1) as session:
+def test_session_timeout_closes_the_session(backend: Harness) -> None:
+    with backend.session(lang="python", session_timeout=1) as session:
         time.sleep(1.5)
         with pytest.raises(SandboxTimeoutError, match="session_timeout"):
             session.run("print(1)")
         assert not session.is_open
 
 
-def test_a_dead_sandbox_is_reported_then_replaced(backend: str, engine_client: Any) -> None:
-    with SandboxSession(backend=backend, lang="python") as session:
+def test_a_dead_sandbox_is_reported_then_replaced(backend: Harness, engine_client: Any) -> None:
+    with backend.session(lang="python") as session:
         first = session.container_id
         engine_client.containers.get(first).kill()
         with pytest.raises(SandboxDiedError):

@@ -1,4 +1,6 @@
-"""The Micromamba backend on real engines.
+"""What is particular to the Micromamba backend (its environments, the wrapper on attached containers, images built
+on top), on each engine it wraps: here ``backend`` is the Docker or Podman harness underneath. The contract suite
+also runs on Micromamba itself (harness "micromamba" in tests/harness.py, on Docker).
 
 No micromamba binary can be obtained on the project's machines, so these tests run against a clearly named
 stand-in (tests/fixtures/micromamba-stand-in) baked into a test image. The same tests run against a real
@@ -15,7 +17,10 @@ from typing import Any
 
 import pytest
 
+from harness import Harness
 from llm_sandbox import ContainerError, SandboxSession
+
+pytestmark = pytest.mark.backends("docker", "podman")
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "micromamba-stand-in"
 NO_REAL_BINARY = (
@@ -24,13 +29,9 @@ NO_REAL_BINARY = (
 )
 
 
-def _client(backend: str) -> Any:
+def _client(backend: Harness) -> Any:
     """The client a user passes to run micromamba on Podman (Docker is the default underneath)."""
-    if backend == "docker":
-        return None
-    from podman import PodmanClient
-
-    return PodmanClient(base_url="unix:///run/podman/podman.sock")
+    return backend.sdk_client if backend.name == "podman" else None
 
 
 @pytest.fixture(scope="module", params=["stand-in", "real"])
@@ -42,7 +43,7 @@ def flavour(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def mamba_image(
-    flavour: str, backend: str, engine_client: Any, python_image: str, tmp_path_factory: Any
+    flavour: str, backend: Harness, engine_client: Any, python_image: str, tmp_path_factory: Any
 ) -> Iterator[str]:
     """A test image whose micromamba is the stand-in or the real binary, built for the engine under test."""
     tag = f"llm-sandbox-test/micromamba-{flavour}:{uuid.uuid4().hex[:8]}"
@@ -62,11 +63,11 @@ def mamba_image(
     engine_client.images.remove(tag, force=True)
 
 
-def _session(backend: str, image: str, **options: Any) -> SandboxSession:
+def _session(backend: Harness, image: str, **options: Any) -> SandboxSession:
     return SandboxSession(backend="micromamba", client=_client(backend), image=image, lang="python", **options)
 
 
-def test_code_commands_and_installs_run_in_the_environment(backend: str, mamba_image: str) -> None:
+def test_code_commands_and_installs_run_in_the_environment(backend: Harness, mamba_image: str) -> None:
     with _session(backend, mamba_image, environment="myenv") as session:
         assert session.execute_command("echo $CONDA_DEFAULT_ENV").stdout == "myenv\n"
         assert session.run("import os; print(os.environ['CONDA_PREFIX'])").stdout == "/opt/conda/envs/myenv\n"
@@ -74,7 +75,7 @@ def test_code_commands_and_installs_run_in_the_environment(backend: str, mamba_i
         assert session.run("import six, sys; print(sys.prefix.startswith('/opt/conda/envs/myenv'))").stdout == "True\n"
 
 
-def test_exit_codes_and_streaming_behave_as_on_docker(backend: str, mamba_image: str) -> None:
+def test_exit_codes_and_streaming_behave_as_on_docker(backend: Harness, mamba_image: str) -> None:
     chunks: list[str] = []
     with _session(backend, mamba_image) as session:
         result = session.run(
@@ -86,19 +87,19 @@ def test_exit_codes_and_streaming_behave_as_on_docker(backend: str, mamba_image:
         assert session.execute_command("echo $CONDA_DEFAULT_ENV").stdout == "base\n"
 
 
-def test_unknown_environment_is_a_clear_error(backend: str, mamba_image: str) -> None:
+def test_unknown_environment_is_a_clear_error(backend: Harness, mamba_image: str) -> None:
     with pytest.raises(ContainerError, match="nope"):
         _session(backend, mamba_image, environment="nope").open()
 
 
-def test_dockerfile_builds_on_top(backend: str, mamba_image: str, tmp_path: Path) -> None:
+def test_dockerfile_builds_on_top(backend: Harness, mamba_image: str, tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(f"FROM {mamba_image}\nRUN echo built > /etc/marker\n")
     with SandboxSession(backend="micromamba", client=_client(backend), dockerfile=str(dockerfile)) as session:
         assert session.execute_command("cat /etc/marker").stdout == "built\n"
 
 
-def test_attached_container_runs_in_the_environment(backend: str, mamba_image: str, make_container: Any) -> None:
+def test_attached_container_runs_in_the_environment(backend: Harness, mamba_image: str, make_container: Any) -> None:
     container = make_container(mamba_image)
     with SandboxSession(
         backend="micromamba", client=_client(backend), container_id=container.id, environment="myenv", lang="python"
@@ -108,6 +109,6 @@ def test_attached_container_runs_in_the_environment(backend: str, mamba_image: s
     assert container.status == "running"
 
 
-def test_the_default_image_without_micromamba_is_a_clear_error(backend: str) -> None:
+def test_the_default_image_without_micromamba_is_a_clear_error(backend: Harness) -> None:
     with pytest.raises(ContainerError, match="micromamba"):
         SandboxSession(backend="micromamba", client=_client(backend), lang="python").open()

@@ -1,4 +1,4 @@
-"""Running code and commands in a new container on the real Docker engine."""
+"""Running code and commands in a new sandbox, on every backend (the contract suite: see tests/harness.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness import Harness
 from llm_sandbox import (
     CommandEmptyError,
     ConsoleOutput,
@@ -18,8 +19,8 @@ from llm_sandbox import (
 
 
 @pytest.fixture(scope="module")
-def session(backend: str) -> Iterator[SandboxSession]:
-    with SandboxSession(backend=backend, lang="python") as opened:
+def session(backend: Harness) -> Iterator[SandboxSession]:
+    with backend.session(lang="python") as opened:
         yield opened
 
 

@@ -21,6 +21,7 @@ from llm_sandbox.guest.confine import (
     SYSCALLS,
     namespace_filter,
 )
+from llm_sandbox.guest.protocol import FRAME_HEADER, MARSHAL_VERSION, Field, Frame, Result, info_request
 from llm_sandbox.guest.wire import to_json
 
 JUMPS = {0x15, 0x45}  # BPF_JMP | JEQ / JSET with a constant
@@ -57,7 +58,8 @@ def test_no_two_guest_modules_define_the_same_name() -> None:
 def test_guest_imports_nothing_heavy_at_start() -> None:
     tree = ast.parse(agent_source())
     imported = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
-    assert imported <= {"marshal", "os", "select", "signal", "struct", "sys", "time"}  # ctypes: only when needed
+    # ctypes, fnmatch, tarfile: only when needed; stat: loaded by os already
+    assert imported <= {"marshal", "os", "select", "signal", "stat", "struct", "sys", "time"}
 
 
 @pytest.mark.parametrize(
@@ -132,7 +134,6 @@ def test_unknown_architectures_get_no_filter() -> None:
 @pytest.mark.parametrize("same_interpreter", [True, False])
 def test_bootstrap_runs_the_compiled_program_or_compiles_the_source(same_interpreter: bool) -> None:
     import marshal
-    import struct
     import subprocess
 
     from llm_sandbox.guest import BOOTSTRAP, agent_payload
@@ -141,13 +142,13 @@ def test_bootstrap_runs_the_compiled_program_or_compiles_the_source(same_interpr
     if not same_interpreter:  # another interpreter's tag: the guest must ignore the code object and compile
         tag_length = int.from_bytes(payload[:4], "big")
         payload = (5).to_bytes(4, "big") + b"other" + payload[4 + tag_length :]
-    request = marshal.dumps({"op": "info", "workdir": "/", "id": 1}, 2)
-    frames = payload + struct.pack(">cI", b"M", len(request)) + request
+    request = marshal.dumps({**info_request("/", kill_all=False, own_cgroup=False), Field.ID: 1}, MARSHAL_VERSION)
+    frames = payload + FRAME_HEADER.pack(Frame.REQUEST, len(request)) + request
     done = subprocess.run(
         [sys.executable, "-I", "-S", "-c", BOOTSTRAP], input=frames, capture_output=True, timeout=30, check=False
     )
-    kind, size = struct.unpack(">cI", done.stdout[:5])
-    assert kind == b"J", done.stderr
-    reply = json.loads(done.stdout[5 : 5 + size])
-    assert reply["id"] == 1
-    assert reply["uid"] == os.getuid()
+    kind, size = FRAME_HEADER.unpack(done.stdout[: FRAME_HEADER.size])
+    assert kind == Frame.REPLY, done.stderr
+    reply = json.loads(done.stdout[FRAME_HEADER.size : FRAME_HEADER.size + size])
+    assert reply[Result.ID] == 1
+    assert reply[Result.UID] == os.getuid()

@@ -203,6 +203,9 @@ class Channel(ABC):
 class ImageStore(ABC):
     """Images on the engine: only backends that declare ``images`` (and ``commit``) have one."""
 
+    #: The engine whose images these are, as the image builder names it (``--engine docker`` or ``podman``).
+    engine: str
+
     @abstractmethod
     def ensure_image(self, image: str) -> None:
         """Make ``image`` available locally: present, else pulled, else ImageNotFoundError."""

@@ -69,6 +69,10 @@ class OciBackend(Backend, ImageStore):
     def images(self) -> ImageStore:
         return self
 
+    @property
+    def engine(self) -> str:  # type: ignore[override]
+        return self.sdk
+
     def __init__(self, client: Any | None = None) -> None:
         self._client = client
         self._container: Any = None

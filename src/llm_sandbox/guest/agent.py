@@ -1,17 +1,22 @@
 """The resident helper that runs inside every sandbox.
 
-The host starts this file once per session (``python3 -c <source>``) over one attached exec stream and then sends
-it requests; each run costs one message each way instead of several engine round trips. It must run on any
-Python 3.7+ found in a container and uses the standard library only, importing as little as it can: its start-up
-is on the path of every session (no json, typing, shutil or tempfile at start).
+The host starts this program once per session (``python3 -c <loader>``, the program on stdin) over one attached
+exec stream and then sends it requests; each run costs one message each way instead of several engine round trips.
+It must run on any Python 3.7+ found in a container and uses the standard library only, importing as little as it
+can: its start-up is on the path of every session (no json, typing, shutil or tempfile at start).
 
-Wire format (``wire.py``): the host sends one request at a time; the guest answers with ``1``/``2`` frames of
-the running request's raw stdout/stderr bytes and one ``J`` frame with the JSON reply that ends it. The guest's
-modules are joined into one source by ``llm_sandbox.guest.agent_source`` (this one last).
+The protocol (frames, operations, fields) is ``protocol.py``; ``wire.py`` reads requests and writes replies. The
+guest's modules are joined into one source by ``llm_sandbox.guest.agent_source`` (this one last). Requests are
+dispatched by operation through ``Guest.handlers``.
 
 The guest marks itself a child subreaper, so every process a run starts, even one that detaches with ``setsid``
 and a double fork, stays its descendant; killing a run therefore means killing every descendant, and nothing
-outside the run is touched (the container's own processes in an attached container stay alive).
+outside the run is touched (the container's own processes in an attached container stay alive). The processes
+that outlive a run on purpose (the warm spare interpreter, long-lived children) are protected from that clean-up.
+
+What the sandbox guarantees comes in the first request (``info``), from the host, and nothing else decides it:
+``kill_all`` (kill(-1) as this uid reaches the code's processes only: used to end a run for good, and to confine
+what runs) and ``own_cgroup`` (the cgroup's counters are the sandbox's: used to tell a memory or process limit hit).
 """
 
 from __future__ import annotations
@@ -24,11 +29,22 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-    from llm_sandbox.guest.child import Child
+    from llm_sandbox.guest.child import CHUNK, DRAIN_GRACE_S, Child
     from llm_sandbox.guest.confine import become_subreaper
-    from llm_sandbox.guest.files import expand, make_temp_dir, put_files, remove_tree, which, write_files
+    from llm_sandbox.guest.filesystem import (
+        collect_files,
+        expand,
+        make_temp_dir,
+        put_files,
+        remove_tree,
+        temp_base,
+        which,
+        wipe_owned,
+        write_files,
+    )
+    from llm_sandbox.guest.longlived import LongLivedChildren
     from llm_sandbox.guest.processes import (
         MY_PID,
         counters_raised,
@@ -36,24 +52,36 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         kill_descendants,
         resource_counters,
     )
+    from llm_sandbox.guest.protocol import (
+        Field,
+        Frame,
+        Op,
+        Result,
+        close_reply,
+        empty_reply,
+        error_reply,
+        exec_reply,
+        feed_reply,
+        info_reply,
+        reset_reply,
+        spawn_reply,
+    )
     from llm_sandbox.guest.warm import Spares, start_warm, warm_argv_path
     from llm_sandbox.guest.wire import read_request, reply, send
 
-CHUNK = 65536
-# After the main process exits, background children that still hold the output pipes get this long to finish
-# writing what they buffered before they are killed.
-DRAIN_GRACE_S = 0.05
+    Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
+
 VENV_NAMES = (".venv", ".sandbox-venv", "venv")
 
 
 class Run:
     """One request that starts a process, relays its output and enforces its limits."""
 
-    def __init__(self, request: Dict[str, Any], kill_all_of_uid: bool) -> None:
+    def __init__(self, request: Dict[str, Any], guest: Guest) -> None:
         self.request = request
-        self.kill_all_of_uid = kill_all_of_uid
-        self.limit = int(request.get("output_limit") or 0)
-        self.sent = {b"1": 0, b"2": 0}
+        self.guest = guest
+        self.limit = int(request.get(Field.OUTPUT_LIMIT) or 0)
+        self.sent = {Frame.STDOUT: 0, Frame.STDERR: 0}
         self.truncated = False
         self.timed_out = False
         self.stopped = False
@@ -71,26 +99,29 @@ class Run:
         request = self.request
         temp_dir = make_temp_dir(request)
         try:
-            files = [dict(item, path=expand(item["path"], temp_dir)) for item in request.get("files", [])]
+            files = [dict(item, **{Field.PATH: expand(item[Field.PATH], temp_dir)}) for item in request[Field.FILES]]
             write_files(files)
-            argv = [expand(arg, temp_dir) for arg in request["argv"]]
-            return self.spawn_and_wait(argv, request)
+            argv = [expand(arg, temp_dir) for arg in request[Field.ARGV]]
+            result = self.spawn_and_wait(argv, request)
+            patterns = request.get(Field.COLLECT)
+            if temp_dir and patterns:
+                # The run's processes are all gone: send what it left before the folder goes.
+                skipped = collect_files(temp_dir, patterns, int(request.get(Field.COLLECT_BUDGET) or 0))
+                result[Result.SKIPPED] = skipped
+            return result
         finally:
             if temp_dir:
                 remove_tree(temp_dir)
 
     def spawn_and_wait(self, argv: List[str], request: Dict[str, Any]) -> Dict[str, Any]:
-        env = dict(os.environ)
-        env.update(request.get("env") or {})
-        cwd = request.get("cwd") or None
-        if cwd and not os.path.isdir(cwd):
-            # An attached container may lack the workdir: run where its exec starts instead.
-            cwd = None
-        before = resource_counters()
+        guest = self.guest
+        env = child_environment(request)
+        cwd = usable_cwd(request)
+        before = resource_counters(guest.own_cgroup)
         started = time.monotonic()
-        python = request.get("warm_python")
+        python = request.get(Field.WARM_PYTHON)
         path = warm_argv_path(argv, python) if python else None
-        spare = SPARES.take(Spares.key_for(python, cwd, env)) if python and path else None
+        spare = guest.spares.take(Spares.key_for(python, cwd, env)) if python and path else None
         if python and path:
             self.warm_next = (python, cwd, env)  # ready the next interpreter once this run has answered
         try:
@@ -98,29 +129,23 @@ class Run:
                 process = spare
                 start_warm(process, path)
             else:
-                process = Child(argv, env, cwd, confined=self.kill_all_of_uid)
+                process = Child(argv, env, cwd, confined=guest.kill_all)
         except OSError as error:
             message = "%s: %s\n" % (argv[0], error.strerror or error)
-            self.relay(b"2", message.encode())
+            self.relay(Frame.STDERR, message.encode())
             code = 127 if isinstance(error, FileNotFoundError) else 126
-            return {"exit_code": code, "duration_s": time.monotonic() - started}
-        timeout = request.get("timeout")
+            return exec_reply(code, time.monotonic() - started)
+        timeout = request.get(Field.TIMEOUT)
         deadline = started + float(timeout) if timeout else None
         self.pump(process, deadline)
         returncode = process.wait()
         duration = time.monotonic() - started
-        kill_descendants(False)
-        raised = counters_raised(before, resource_counters())
-        return {
-            "exit_code": exit_status(returncode),
-            "duration_s": duration,
-            "timed_out": self.timed_out,
-            "truncated": self.truncated,
-            "limits": raised,
-        }
+        kill_descendants(False, protected=guest.protected())
+        raised = counters_raised(before, resource_counters(guest.own_cgroup))
+        return exec_reply(exit_status(returncode), duration, self.timed_out, self.truncated, raised)
 
     def pump(self, process: Child, deadline: Optional[float]) -> None:
-        kinds = {process.stdout_fd: b"1", process.stderr_fd: b"2"}
+        kinds = {process.stdout_fd: Frame.STDOUT, process.stderr_fd: Frame.STDERR}
         poller = select.poll()
         for fd in kinds:
             poller.register(fd, select.POLLIN)
@@ -149,14 +174,28 @@ class Run:
                 exited_at = now
             elif exited_at is not None and now >= exited_at + DRAIN_GRACE_S:
                 # The main process is gone but a background child keeps the pipes open: end it.
-                kill_descendants(False, keep=process.pid)
+                kill_descendants(False, keep=process.pid, protected=self.guest.protected())
                 exited_at = now
         process.close()
 
     def stop(self, process: Child) -> None:
         self.stopped = True
         process.kill()
-        kill_descendants(self.kill_all_of_uid, keep=process.pid)
+        kill_descendants(self.guest.kill_all, keep=process.pid, protected=self.guest.protected())
+
+
+def child_environment(request: Dict[str, Any]) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(request.get(Field.ENV) or {})
+    return env
+
+
+def usable_cwd(request: Dict[str, Any]) -> Optional[str]:
+    cwd = request.get(Field.CWD) or None
+    if cwd and not os.path.isdir(cwd):
+        # An attached container may lack the workdir: run where its exec starts instead.
+        return None
+    return cwd
 
 
 def find_python(workdir: str) -> str:
@@ -171,62 +210,135 @@ def find_python(workdir: str) -> str:
     return sys.executable
 
 
-def describe(request: Dict[str, Any]) -> Dict[str, Any]:
-    workdir = request.get("workdir") or "/"
-    return {
-        "pid": MY_PID,
-        "uid": os.getuid(),
-        "python": find_python(workdir),
-        "workdir_writable": os.access(workdir, os.W_OK),
-        "subreaper": STATE["subreaper"],
-    }
+class Guest:
+    """What the helper holds across requests, and its handlers by operation."""
 
+    def __init__(self) -> None:
+        self.kill_all = False  # until the host says so (info): kill(-1) reaches the code's processes only
+        self.own_cgroup = False  # until the host says so (info): the cgroup counters are the sandbox's
+        self.subreaper = False
+        self.spares = Spares()
+        self.children = LongLivedChildren()
+        self.warm_next: Optional[Tuple[str, Optional[str], Dict[str, str]]] = None
+        self.handlers: Dict[str, Handler] = {
+            Op.INFO: self.info,
+            Op.EXEC: self.execute,
+            Op.PUT: put_files,
+            Op.PING: self.ping,
+            Op.RESET: self.reset,
+            Op.SPAWN: self.spawn,
+            Op.FEED: self.feed,
+            Op.CLOSE: self.close,
+        }
 
-def handle(request: Dict[str, Any], kill_all_of_uid: bool) -> Dict[str, Any]:
-    op = request.get("op")
-    if op == "exec":
-        if not request.get("warm_python"):
-            SPARES.discard()  # before the run: its clean-up kills every leftover process, a spare included
-        run = Run(request, kill_all_of_uid)
+    def protected(self) -> Set[int]:
+        """The processes that outlive runs on purpose: the clean-ups leave them and theirs alone."""
+        pids = self.children.pids()
+        spare = self.spares.child
+        if spare is not None and spare.returncode is None:
+            pids.add(spare.pid)
+        return pids
+
+    def handle(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        op = request.get(Field.OP)
+        handler = self.handlers.get(op) if isinstance(op, str) else None
+        if handler is None:
+            return error_reply("unknown request %r" % (op,))
+        if op != Op.EXEC:
+            self.spares.discard()  # anything else may change what a fresh interpreter would see
+        return handler(request)
+
+    def after_reply(self) -> None:
+        """Ready the next interpreter after a Python run (the host reads the reply meanwhile), else drop it."""
+        warm_next, self.warm_next = self.warm_next, None
+        if warm_next is not None:
+            python, cwd, env = warm_next
+            self.spares.prepare(python, cwd, env, confined=self.kill_all)
+        else:
+            self.spares.discard()
+
+    def shutdown(self) -> None:
+        self.spares.discard()
+        self.children.close_all()
+        kill_descendants(self.kill_all)
+
+    # Handlers ------------------------------------------------------------------------------------------------
+
+    def info(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        # Never kill(-1) as root, whatever the host says: it would reach every process of the container.
+        self.kill_all = bool(request.get(Field.KILL_ALL)) and os.getuid() != 0
+        self.own_cgroup = bool(request.get(Field.OWN_CGROUP))
+        workdir = request.get(Field.WORKDIR) or "/"
+        return info_reply(
+            MY_PID,
+            os.getuid(),
+            find_python(workdir),
+            os.access(workdir, os.W_OK),
+            self.subreaper,
+            self.kill_all,
+            self.own_cgroup,
+        )
+
+    def ping(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        return empty_reply()
+
+    def execute(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        if not request.get(Field.WARM_PYTHON):
+            self.spares.discard()  # before the run: its clean-up kills every leftover process, a spare included
+        run = Run(request, self)
         result = run.execute()
-        STATE["warm_next"] = run.warm_next
+        self.warm_next = run.warm_next
         return result
-    SPARES.discard()  # anything else may change what a fresh interpreter would see
-    if op == "put":
-        return put_files(request)
-    if op == "info":
-        return describe(request)
-    if op == "ping":
-        return {}
-    return {"error": "unknown request %r" % op}
+
+    def spawn(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        argv = list(request[Field.ARGV])
+        handle, pid = self.children.spawn(argv, child_environment(request), usable_cwd(request), self.kill_all)
+        return spawn_reply(handle, pid)
+
+    def feed(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        child = self.children.get(request[Field.HANDLE])
+        timeout = request.get(Field.TIMEOUT)
+        ended, code = child.feed(
+            request[Field.DATA], request.get(Field.MARKER) or b"", None if timeout is None else float(timeout)
+        )
+        return feed_reply(ended, code)
+
+    def close(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        code = self.children.close(request[Field.HANDLE])
+        # What it had started and abandoned moved to us: not protected any more, it goes too.
+        kill_descendants(False, protected=self.protected())
+        return close_reply(code)
+
+    def reset(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """Kill every process of the code (the spare and the long-lived children too), then remove what this
+        uid owns in the workdir and in the temporary folder."""
+        self.spares.discard()
+        self.children.close_all()
+        kill_descendants(self.kill_all)
+        left: List[str] = []
+        for folder in (request.get(Field.WORKDIR), temp_base()):
+            if folder:
+                left.extend(wipe_owned(folder))
+        return reset_reply(left)
 
 
 def main() -> None:
-    kill_all_of_uid = os.environ.get("LLM_SANDBOX_OWNED") == "1" and os.getuid() != 0
-    STATE["subreaper"] = become_subreaper()
+    guest = Guest()
+    guest.subreaper = become_subreaper()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     while True:
         request = read_request()
         if request is None:
             break
         try:
-            result = handle(request, kill_all_of_uid)
+            result = guest.handle(request)
         except Exception as error:  # report, never die: the session depends on this process
-            result = {"error": "%s: %s" % (type(error).__name__, error)}
-        result["id"] = request.get("id")
+            result = error_reply("%s: %s" % (type(error).__name__, error))
+        result[Result.ID] = request.get(Field.ID)
         reply(result)
-        warm_next = STATE.pop("warm_next", None)
-        if warm_next is not None:
-            python, cwd, env = warm_next
-            SPARES.prepare(python, cwd, env, confined=kill_all_of_uid)
-        else:
-            SPARES.discard()
-    SPARES.discard()
-    kill_descendants(kill_all_of_uid)
+        guest.after_reply()
+    guest.shutdown()
 
-
-STATE: Dict[str, Any] = {"subreaper": False}
-SPARES = Spares()
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,11 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
     from llm_sandbox.guest.confine import confine, prefer_for_oom_kill
     from llm_sandbox.guest.processes import wait_status
 
+CHUNK = 65536
+# After a child exits, background processes that still hold its output pipes get this long to finish writing what
+# they buffered before they are killed (or, for a long-lived child, before its exit is reported).
+DRAIN_GRACE_S = 0.05
+
 
 class Child:
     """A process started with fork and exec, in a session of its own, stdin from /dev/null (or a pipe) and its
@@ -99,3 +104,13 @@ class Child:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def write_to_child(fd: int, data: bytes) -> int:
+    """``os.write`` to a child's stdin, where a child that has gone away is a BrokenPipeError, not our death (the
+    helper takes SIGPIPE's default action, which ends it when the host's side of its own output goes away)."""
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        return os.write(fd, data)
+    finally:
+        signal.signal(signal.SIGPIPE, previous)

@@ -1,4 +1,8 @@
-"""The process tree under the helper: find, kill and reap a run's descendants; read the cgroup's limit counters."""
+"""The process tree under the helper: find, kill and reap a run's descendants; read the cgroup's limit counters.
+
+Some descendants outlive runs on purpose (the warm spare interpreter, long-lived children): the clean-ups here take
+the set of those ``protected`` pids and leave them, and everything under them, alone.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,13 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
-    from typing import Dict, List, Optional, Tuple
+    from typing import AbstractSet, Dict, List, Optional, Tuple
+
+    from llm_sandbox.guest.protocol import Limit
 
 MY_PID = os.getpid()
+NOTHING_PROTECTED: AbstractSet[int] = frozenset()
+STOPPED_STATES = ("T", "t")  # stopped by a signal, or by a tracer
 
 
 def parent_map() -> Dict[int, Tuple[int, str]]:
@@ -31,7 +39,8 @@ def parent_map() -> Dict[int, Tuple[int, str]]:
     return table
 
 
-def descendants(root: int) -> List[Tuple[int, str]]:
+def descendants(root: int, protected: AbstractSet[int] = NOTHING_PROTECTED) -> List[Tuple[int, str]]:
+    """(pid, state) of every process under ``root``, less the ``protected`` ones and what runs under them."""
     table = parent_map()
     children: Dict[int, List[Tuple[int, str]]] = {}
     for pid, (ppid, state) in table.items():
@@ -39,14 +48,17 @@ def descendants(root: int) -> List[Tuple[int, str]]:
     found, todo = [], [root]
     while todo:
         for pid, state in children.get(todo.pop(), []):
+            if pid in protected:
+                continue
             found.append((pid, state))
             todo.append(pid)
     return found
 
 
-def reap(keep: Optional[int] = None) -> None:
-    """Collect exited orphans the subreaper inherited; ``keep`` (the run's main process) is left to its Child."""
-    for pid, state in descendants(MY_PID):
+def reap(keep: Optional[int] = None, protected: AbstractSet[int] = NOTHING_PROTECTED) -> None:
+    """Collect exited orphans the subreaper inherited; ``keep`` (the run's main process) is left to its Child,
+    and so are the protected processes (their owners wait for them)."""
+    for pid, state in descendants(MY_PID, protected):
         if state == "Z" and pid != keep:
             try:
                 os.waitpid(pid, os.WNOHANG)
@@ -54,28 +66,60 @@ def reap(keep: Optional[int] = None) -> None:
                 pass
 
 
-def kill_descendants(thorough: bool, keep: Optional[int] = None) -> None:
-    """SIGKILL every descendant until none is left.
+def signal_all(pids: List[int], number: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, number)
+        except OSError:
+            pass
 
-    ``thorough`` (a timeout or an output flood in a sandbox the library owns, where this uid runs nothing but
-    user code) also sends kill(-1) twice, which reaches every process of this uid except ourselves and PID 1.
+
+def freeze(root: int, protected: AbstractSet[int], include_root: bool = False) -> None:
+    """SIGSTOP every process under ``root`` (and ``root`` itself with ``include_root``) until none is left
+    running: a stopped process cannot fork, so a fork bomb stops growing and the SIGKILLs that follow end it."""
+    for _attempt in range(200):
+        running = [pid for pid, state in descendants(root, protected) if state not in STOPPED_STATES and state != "Z"]
+        if include_root:
+            running.append(root)
+            include_root = False
+        if not running:
+            return
+        signal_all(running, signal.SIGSTOP)
+
+
+def kill_descendants(
+    thorough: bool, keep: Optional[int] = None, protected: AbstractSet[int] = NOTHING_PROTECTED
+) -> None:
+    """SIGKILL every descendant but the ``protected`` ones (and theirs) until none is left.
+
+    ``thorough`` (a timeout, an output flood or a reset in a sandbox where this uid runs nothing but the code)
+    also makes sure a fork bomb cannot outrun the walk through /proc. With nothing protected it sends kill(-1)
+    twice, which reaches every process of this uid at once except ourselves and PID 1. kill(-1) would also take
+    the protected processes (they run as this uid too), so while there are some the run's processes are frozen
+    with SIGSTOP first and killed once they can no longer fork. Never as root: kill(-1) would reach everything.
     """
+    use_kill_all = thorough and not protected and os.getuid() != 0
+    if thorough and not use_kill_all:
+        freeze(MY_PID, protected)
     for attempt in range(200):
-        if thorough and attempt < 2:
+        if use_kill_all and attempt < 2:
             try:
                 os.kill(-1, signal.SIGKILL)
             except OSError:
                 pass
-        alive = [pid for pid, state in descendants(MY_PID) if state != "Z"]
-        for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        reap(keep)
-        if not alive and (not thorough or attempt >= 1):
+        alive = [pid for pid, state in descendants(MY_PID, protected) if state != "Z"]
+        signal_all(alive, signal.SIGKILL)
+        reap(keep, protected)
+        if not alive and (not use_kill_all or attempt >= 1):
             return
         time.sleep(0.005)
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL ``root`` (a child of ours) and every process under it. They are frozen first, then killed in one
+    pass: once ``root`` dies its orphans move to us and a walk from ``root`` would no longer find them."""
+    freeze(root, NOTHING_PROTECTED, include_root=True)
+    signal_all([pid for pid, _state in descendants(root)] + [root], signal.SIGKILL)
 
 
 def cgroup_counter(paths: Tuple[str, ...], key: str) -> Optional[int]:
@@ -91,16 +135,21 @@ def cgroup_counter(paths: Tuple[str, ...], key: str) -> Optional[int]:
     return None
 
 
-def resource_counters() -> Dict[str, Optional[int]]:
+def resource_counters(own_cgroup: bool) -> Dict[str, Optional[int]]:
+    """The cgroup's limit counters, when the cgroup is the sandbox's own (else they would count others too)."""
+    if not own_cgroup:
+        return {}
     return {
-        "oom": cgroup_counter(("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"), "oom_kill"),
-        "pids": cgroup_counter(("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events"), "max"),
+        Limit.OOM: cgroup_counter(
+            ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"), "oom_kill"
+        ),
+        Limit.PIDS: cgroup_counter(("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events"), "max"),
     }
 
 
 def counters_raised(before: Dict[str, Optional[int]], after: Dict[str, Optional[int]]) -> List[str]:
     raised = []
-    for key in ("oom", "pids"):
+    for key in (Limit.OOM, Limit.PIDS):
         old, new = before.get(key), after.get(key)
         if old is not None and new is not None and new > old:
             raised.append(key)

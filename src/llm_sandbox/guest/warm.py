@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
     from typing import Dict, List, Optional, Tuple
 
-    from llm_sandbox.guest.child import Child
+    from llm_sandbox.guest.child import Child, write_to_child
 
     SpareKey = Tuple[str, Optional[str], Tuple[Tuple[str, str], ...]]  # interpreter, folder, environment
 
@@ -100,7 +100,7 @@ def start_warm(child: Child, path: str) -> None:
     """Hand the code file to a waiting interpreter."""
     assert child.stdin_fd is not None
     try:
-        os.write(child.stdin_fd, (path + "\n").encode("utf-8", "surrogateescape"))
+        write_to_child(child.stdin_fd, (path + "\n").encode("utf-8", "surrogateescape"))
     finally:
         os.close(child.stdin_fd)
         child.stdin_fd = None

@@ -1,28 +1,36 @@
-"""The guest's wire format: 5-byte frame headers (type byte, big-endian length), requests in, replies out.
+"""The guest's end of the wire (``protocol.py`` has the format): requests in, output, files and replies out.
 
-Requests arrive as ``marshal`` data (built in: nothing to import; safe in this direction only, since the guest
-trusts the host and the host never unmarshals guest data). Replies leave as JSON written by ``to_json``: the
-``json`` module would cost every session's start-up its import of ``re`` and friends.
+Replies leave as JSON written by ``to_json``: the ``json`` module would cost every session's start-up its import of
+``re`` and friends.
 """
 
 from __future__ import annotations
 
 import marshal
-import struct
 import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
     from typing import Any, Dict, Optional, Tuple
 
-HEADER = struct.Struct(">cI")
+    from llm_sandbox.guest.protocol import FRAME_HEADER, Field, Frame, file_frame_head
+
 IN = sys.stdin.buffer
 OUT = sys.stdout.buffer
 
 
 def send(kind: bytes, payload: bytes) -> None:
-    OUT.write(HEADER.pack(kind, len(payload)))
+    OUT.write(FRAME_HEADER.pack(kind, len(payload)))
     OUT.write(payload)
+    OUT.flush()
+
+
+def send_file(name: str, data: bytes) -> None:
+    """One collected file as a ``FILE`` frame (written in parts: the file's bytes are not copied)."""
+    head = file_frame_head(name)
+    OUT.write(FRAME_HEADER.pack(Frame.FILE, len(head) + len(data)))
+    OUT.write(head)
+    OUT.write(data)
     OUT.flush()
 
 
@@ -55,7 +63,7 @@ def to_json(value: object) -> str:
 
 
 def reply(message: Dict[str, Any]) -> None:
-    send(b"J", to_json(message).encode())
+    send(Frame.REPLY, to_json(message).encode())
 
 
 def read_exact(size: int) -> Optional[bytes]:
@@ -69,10 +77,10 @@ def read_exact(size: int) -> Optional[bytes]:
 
 
 def read_frame() -> Optional[Tuple[bytes, bytes]]:
-    header = read_exact(HEADER.size)
+    header = read_exact(FRAME_HEADER.size)
     if header is None:
         return None
-    kind, size = HEADER.unpack(header)
+    kind, size = FRAME_HEADER.unpack(header)
     body = read_exact(size)
     if body is None:
         return None
@@ -80,14 +88,17 @@ def read_frame() -> Optional[Tuple[bytes, bytes]]:
 
 
 def read_request() -> Optional[Dict[str, Any]]:
-    """The next request; one that says ``with_payload`` is followed by a binary frame, kept as ``payload``."""
+    """The next request; one that says ``with_payload`` is followed by a binary frame, kept under ``payload``.
+    A frame of another kind than a request is answered as a request with no operation (an error reply)."""
     frame = read_frame()
     if frame is None:
         return None
+    if frame[0] != Frame.REQUEST:
+        return {}
     request: Dict[str, Any] = marshal.loads(frame[1])
-    if request.get("with_payload"):
+    if request.get(Field.WITH_PAYLOAD):
         payload = read_frame()
         if payload is None:
             return None
-        request["payload"] = payload[1]
+        request[Field.PAYLOAD] = payload[1]
     return request

@@ -1,0 +1,289 @@
+"""The protocol between the host and the guest: frame kinds, operations, field names, and the messages' builders.
+
+One module for both sides: the guest joins it into its program (first, before the modules that use it) and the host
+imports it (``llm_sandbox.messages``, ``llm_sandbox.link``). No operation or field name is spelled anywhere else.
+
+A frame is a 5-byte header (kind byte, big-endian length) and its body. The host sends one request at a time: a
+``REQUEST`` frame holding a ``marshal``-ed dict (read by the guest with no import at all; safe in this direction
+only, since the guest trusts the host and the host never unmarshals guest data), followed by a ``PAYLOAD`` frame
+when the request says ``with_payload``. The guest answers with any number of ``STDOUT``/``STDERR`` frames (raw
+output bytes) and ``FILE`` frames (a collected file: its name's length, its name, its bytes), then exactly one
+``REPLY`` frame: a JSON object that echoes the request's ``id`` and ends the request.
+"""
+
+from __future__ import annotations
+
+import struct
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
+    from typing import Any, Dict, Optional, Sequence, Tuple
+
+FRAME_HEADER = struct.Struct(">cI")
+FILE_NAME_HEADER = struct.Struct(">H")
+MARSHAL_VERSION = 2  # plain values only; every Python 3 reads it
+
+
+class Frame:
+    """Frame kinds: a request and its binary payload go in; output, collected files and the reply come out."""
+
+    REQUEST = b"M"
+    PAYLOAD = b"B"
+    STDOUT = b"1"
+    STDERR = b"2"
+    FILE = b"F"
+    REPLY = b"J"
+
+
+class Op:
+    """The operations the guest serves."""
+
+    INFO = "info"  # describe the sandbox; carries the sandbox's capabilities (the first request of a link)
+    EXEC = "exec"  # run one process to its end (code files written first, output relayed, files collected)
+    PUT = "put"  # unpack a tar (the payload) into a folder
+    PING = "ping"
+    RESET = "reset"  # kill every process of the code and remove what it wrote
+    SPAWN = "spawn"  # start a long-lived child with a stdin pipe
+    FEED = "feed"  # write to a long-lived child's stdin and relay its output up to a marker
+    CLOSE = "close"  # kill a long-lived child and its descendants
+
+
+class Field:
+    """Request fields."""
+
+    OP = "op"
+    ID = "id"
+    WITH_PAYLOAD = "with_payload"
+    PAYLOAD = "payload"  # where the guest keeps the binary frame that followed the request
+    # info
+    WORKDIR = "workdir"
+    KILL_ALL = "kill_all"
+    OWN_CGROUP = "own_cgroup"
+    # exec, spawn
+    ARGV = "argv"
+    CWD = "cwd"
+    ENV = "env"
+    TIMEOUT = "timeout"
+    OUTPUT_LIMIT = "output_limit"
+    TEMPDIR = "tempdir"
+    FILES = "files"
+    WARM_PYTHON = "warm_python"
+    COLLECT = "collect"
+    COLLECT_BUDGET = "collect_budget"
+    # one code file of an exec
+    PATH = "path"
+    CONTENT = "content"
+    MODE = "mode"
+    # put
+    PARENT = "parent"
+    # feed, close
+    HANDLE = "handle"
+    DATA = "data"
+    MARKER = "marker"
+
+
+class Result:
+    """Reply fields."""
+
+    ID = "id"
+    ERROR = "error"
+    # info
+    PID = "pid"
+    UID = "uid"
+    PYTHON = "python"
+    WORKDIR_WRITABLE = "workdir_writable"
+    SUBREAPER = "subreaper"
+    KILL_ALL = "kill_all"
+    OWN_CGROUP = "own_cgroup"
+    # exec
+    EXIT_CODE = "exit_code"
+    DURATION_S = "duration_s"
+    TIMED_OUT = "timed_out"
+    TRUNCATED = "truncated"
+    LIMITS = "limits"
+    SKIPPED = "skipped"
+    # put
+    ERRNO = "errno"
+    REASON = "reason"
+    ANCESTOR = "ancestor"
+    # spawn
+    HANDLE = "handle"
+    # feed
+    ENDED = "ended"
+    # reset
+    LEFT = "left"
+
+
+class Limit:
+    """The sandbox limits an exec reply may name as hit (read from the sandbox's own cgroup counters)."""
+
+    OOM = "oom"
+    PIDS = "pids"
+
+
+class Ended:
+    """Why a feed ended."""
+
+    MARKER = "marker"
+    EXITED = "exited"
+    TIMEOUT = "timeout"
+
+
+# Requests ------------------------------------------------------------------------------------------------------
+
+
+def info_request(workdir: str, kill_all: bool, own_cgroup: bool) -> Dict[str, Any]:
+    """``kill_all``: kill(-1) as the code's uid reaches the code's processes only; ``own_cgroup``: the cgroup
+    counters under /sys/fs/cgroup are the sandbox's own."""
+    return {Field.OP: Op.INFO, Field.WORKDIR: workdir, Field.KILL_ALL: kill_all, Field.OWN_CGROUP: own_cgroup}
+
+
+def code_file(path: str, content: str, mode: int = 0o644) -> Dict[str, Any]:
+    """One file an exec writes before it runs (``{tmp}`` in ``path`` is the run's temporary folder)."""
+    return {Field.PATH: path, Field.CONTENT: content, Field.MODE: mode}
+
+
+def exec_request(
+    argv: Sequence[str],
+    cwd: Optional[str],
+    env: Dict[str, str],
+    timeout: Optional[float],
+    output_limit: int,
+    files: Sequence[Dict[str, Any]] = (),
+    warm_python: Optional[str] = None,
+    tempdir: bool = True,
+    collect: Sequence[str] = (),
+    collect_budget: int = 0,
+) -> Dict[str, Any]:
+    """Run ``argv`` to its end. ``collect``: glob patterns relative to the run's temporary folder, whose regular
+    files are sent back (up to ``collect_budget`` bytes in all) before the folder is removed."""
+    return {
+        Field.OP: Op.EXEC,
+        Field.ARGV: list(argv),
+        Field.CWD: cwd,
+        Field.ENV: dict(env),
+        Field.TIMEOUT: timeout,
+        Field.OUTPUT_LIMIT: output_limit,
+        Field.TEMPDIR: tempdir,
+        Field.FILES: [dict(item) for item in files],
+        Field.WARM_PYTHON: warm_python,
+        Field.COLLECT: list(collect),
+        Field.COLLECT_BUDGET: collect_budget,
+    }
+
+
+def put_request(parent: str) -> Dict[str, Any]:
+    """Unpack the payload (a tar) into ``parent``."""
+    return {Field.OP: Op.PUT, Field.PARENT: parent}
+
+
+def ping_request() -> Dict[str, Any]:
+    return {Field.OP: Op.PING}
+
+
+def reset_request(workdir: str) -> Dict[str, Any]:
+    return {Field.OP: Op.RESET, Field.WORKDIR: workdir}
+
+
+def spawn_request(argv: Sequence[str], env: Dict[str, str], cwd: Optional[str]) -> Dict[str, Any]:
+    return {Field.OP: Op.SPAWN, Field.ARGV: list(argv), Field.ENV: dict(env), Field.CWD: cwd}
+
+
+def feed_request(handle: int, data: bytes, marker: bytes, timeout: Optional[float]) -> Dict[str, Any]:
+    """Write ``data`` to the child's stdin, then relay its output until ``marker`` shows on its stdout (an empty
+    marker: until it exits), it exits, or ``timeout`` passes."""
+    return {Field.OP: Op.FEED, Field.HANDLE: handle, Field.DATA: data, Field.MARKER: marker, Field.TIMEOUT: timeout}
+
+
+def close_request(handle: int) -> Dict[str, Any]:
+    return {Field.OP: Op.CLOSE, Field.HANDLE: handle}
+
+
+# Replies -------------------------------------------------------------------------------------------------------
+
+
+def error_reply(message: str) -> Dict[str, Any]:
+    return {Result.ERROR: message}
+
+
+def info_reply(
+    pid: int, uid: int, python: str, workdir_writable: bool, subreaper: bool, kill_all: bool, own_cgroup: bool
+) -> Dict[str, Any]:
+    """``kill_all`` and ``own_cgroup`` say what the guest made of the capabilities it was given."""
+    return {
+        Result.PID: pid,
+        Result.UID: uid,
+        Result.PYTHON: python,
+        Result.WORKDIR_WRITABLE: workdir_writable,
+        Result.SUBREAPER: subreaper,
+        Result.KILL_ALL: kill_all,
+        Result.OWN_CGROUP: own_cgroup,
+    }
+
+
+def exec_reply(
+    exit_code: int,
+    duration_s: float,
+    timed_out: bool = False,
+    truncated: bool = False,
+    limits: Sequence[str] = (),
+    skipped: Sequence[str] = (),
+) -> Dict[str, Any]:
+    """``limits``: the ``Limit`` names whose counters rose during the run; ``skipped``: the collected files left
+    out because they did not fit the budget."""
+    return {
+        Result.EXIT_CODE: exit_code,
+        Result.DURATION_S: duration_s,
+        Result.TIMED_OUT: timed_out,
+        Result.TRUNCATED: truncated,
+        Result.LIMITS: list(limits),
+        Result.SKIPPED: list(skipped),
+    }
+
+
+def put_failed_reply(errno: Optional[int], reason: str, ancestor: str) -> Dict[str, Any]:
+    """The files could not be unpacked: the error, and the deepest folder that exists on the way to ``parent``.
+    (A put that worked answers with an empty reply.)"""
+    return {Result.ERRNO: errno, Result.REASON: reason, Result.ANCESTOR: ancestor}
+
+
+def empty_reply() -> Dict[str, Any]:
+    return {}
+
+
+def reset_reply(left: Sequence[str]) -> Dict[str, Any]:
+    """``left``: what could not be removed."""
+    return {Result.LEFT: list(left)}
+
+
+def spawn_reply(handle: int, pid: int) -> Dict[str, Any]:
+    return {Result.HANDLE: handle, Result.PID: pid}
+
+
+def feed_reply(ended: str, exit_code: Optional[int]) -> Dict[str, Any]:
+    """``ended``: an ``Ended`` value; ``exit_code``: the child's, once it has exited (else None)."""
+    return {Result.ENDED: ended, Result.EXIT_CODE: exit_code}
+
+
+def close_reply(exit_code: int) -> Dict[str, Any]:
+    return {Result.EXIT_CODE: exit_code}
+
+
+# Collected files -----------------------------------------------------------------------------------------------
+
+
+def file_frame_head(name: str) -> bytes:
+    """The start of a ``FILE`` frame's body: the name's length and the name; the file's bytes follow."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    return FILE_NAME_HEADER.pack(len(encoded)) + encoded
+
+
+def split_file_frame(body: bytes) -> Tuple[str, bytes]:
+    """A ``FILE`` frame's name and bytes; ValueError when the body is too short for the name it announces."""
+    if len(body) < FILE_NAME_HEADER.size:
+        raise ValueError("a file frame shorter than its name's length")
+    (size,) = FILE_NAME_HEADER.unpack_from(body)
+    end = FILE_NAME_HEADER.size + size
+    if len(body) < end:
+        raise ValueError("a file frame shorter than its name")
+    return body[FILE_NAME_HEADER.size : end].decode("utf-8", "surrogateescape"), body[end:]

@@ -1,0 +1,194 @@
+"""Typed replies of the guest: each read from its JSON (``from_fields``), every field checked for its type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from llm_sandbox.guest import protocol
+from llm_sandbox.guest.protocol import Ended, Result
+from llm_sandbox.messages.fields import (
+    Reply,
+    _bool,
+    _float,
+    _int,
+    _one_of,
+    _optional_int,
+    _str,
+    _strings,
+)
+
+# Replies ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InfoReply:
+    """The guest's process and user, the interpreter for code, and what it made of the capabilities it was
+    given (``kill_all`` is never on for root)."""
+
+    pid: int
+    uid: int
+    python: str
+    workdir_writable: bool
+    subreaper: bool
+    kill_all: bool
+    own_cgroup: bool
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.info_reply(
+            self.pid, self.uid, self.python, self.workdir_writable, self.subreaper, self.kill_all, self.own_cgroup
+        )
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> InfoReply:
+        return cls(
+            pid=_int(fields, Result.PID),
+            uid=_int(fields, Result.UID),
+            python=_str(fields, Result.PYTHON),
+            workdir_writable=_bool(fields, Result.WORKDIR_WRITABLE),
+            subreaper=_bool(fields, Result.SUBREAPER),
+            kill_all=_bool(fields, Result.KILL_ALL),
+            own_cgroup=_bool(fields, Result.OWN_CGROUP),
+        )
+
+
+@dataclass(frozen=True)
+class ExecReply:
+    """How a run ended, what it printed, and the files it collected (by name, in the order they came)."""
+
+    exit_code: int
+    duration_s: float
+    timed_out: bool = False
+    truncated: bool = False
+    limits: tuple[str, ...] = ()  # the sandbox limits (``protocol.Limit``) the run hit
+    skipped: tuple[str, ...] = ()  # matching files left out: over the collect budget
+    stdout: str = ""
+    stderr: str = ""
+    files: Mapping[str, bytes] = field(default_factory=dict)
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.exec_reply(
+            self.exit_code, self.duration_s, self.timed_out, self.truncated, self.limits, self.skipped
+        )
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> ExecReply:
+        return cls(
+            exit_code=_int(fields, Result.EXIT_CODE),
+            duration_s=_float(fields, Result.DURATION_S),
+            timed_out=_bool(fields, Result.TIMED_OUT),
+            truncated=_bool(fields, Result.TRUNCATED),
+            limits=_strings(fields, Result.LIMITS),
+            skipped=_strings(fields, Result.SKIPPED),
+        )
+
+    @classmethod
+    def from_reply(cls, reply: Reply) -> ExecReply:
+        return replace(cls.from_fields(reply.fields), stdout=reply.stdout, stderr=reply.stderr, files=reply.files)
+
+
+@dataclass(frozen=True)
+class PutReply:
+    """Whether the files were unpacked; when not, the error and the deepest folder that exists on the way."""
+
+    failed: bool = False
+    errno: int | None = None
+    reason: str = ""
+    ancestor: str = ""
+
+    def to_message(self) -> dict[str, Any]:
+        if not self.failed:
+            return protocol.empty_reply()
+        return protocol.put_failed_reply(self.errno, self.reason, self.ancestor)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> PutReply:
+        if Result.ERRNO not in fields:
+            return cls()
+        return cls(
+            failed=True,
+            errno=_optional_int(fields, Result.ERRNO),
+            reason=_str(fields, Result.REASON),
+            ancestor=_str(fields, Result.ANCESTOR),
+        )
+
+
+@dataclass(frozen=True)
+class ResetReply:
+    """What could not be removed (paths in the workdir or the temporary folder)."""
+
+    left: tuple[str, ...] = ()
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.reset_reply(self.left)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> ResetReply:
+        return cls(_strings(fields, Result.LEFT))
+
+
+@dataclass(frozen=True)
+class SpawnReply:
+    """The long-lived child's handle (for feed and close) and its pid in the sandbox."""
+
+    handle: int
+    pid: int
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.spawn_reply(self.handle, self.pid)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> SpawnReply:
+        return cls(_int(fields, Result.HANDLE), _int(fields, Result.PID))
+
+
+FEED_ENDINGS = (Ended.MARKER, Ended.EXITED, Ended.TIMEOUT)
+
+
+@dataclass(frozen=True)
+class FeedReply:
+    """Why a feed ended (``protocol.Ended``: the marker, the child's exit, the timeout), the child's exit status
+    once it has exited, and the output relayed meanwhile."""
+
+    ended: str
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def marker_seen(self) -> bool:
+        return self.ended == Ended.MARKER
+
+    @property
+    def exited(self) -> bool:
+        return self.ended == Ended.EXITED
+
+    @property
+    def timed_out(self) -> bool:
+        return self.ended == Ended.TIMEOUT
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.feed_reply(self.ended, self.exit_code)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> FeedReply:
+        return cls(_one_of(fields, Result.ENDED, FEED_ENDINGS), _optional_int(fields, Result.EXIT_CODE))
+
+    @classmethod
+    def from_reply(cls, reply: Reply) -> FeedReply:
+        return replace(cls.from_fields(reply.fields), stdout=reply.stdout, stderr=reply.stderr)
+
+
+@dataclass(frozen=True)
+class CloseReply:
+    """The long-lived child's exit status (137 when it was killed; its own when it had exited already)."""
+
+    exit_code: int
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.close_reply(self.exit_code)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> CloseReply:
+        return cls(_int(fields, Result.EXIT_CODE))

@@ -1,0 +1,237 @@
+"""Typed requests to the guest: each turns into the message the guest reads (``to_message``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from llm_sandbox.guest import protocol
+from llm_sandbox.guest.protocol import Field, Op
+from llm_sandbox.messages.fields import (
+    DEFAULT_COLLECT_BUDGET,
+    _bool,
+    _bytes,
+    _expect_op,
+    _get,
+    _int,
+    _mapping,
+    _optional_float,
+    _optional_str,
+    _str,
+    _string_map,
+    _strings,
+    _wrong,
+)
+
+# Requests ---------------------------------------------------------------------------------------------------------
+
+
+class Request:
+    """A request to the guest: ``to_message`` gives the dict that goes on the wire (the link adds the id)."""
+
+    op: ClassVar[str]
+
+    def to_message(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class InfoRequest(Request):
+    """Describe the sandbox; tells the guest what the sandbox guarantees (the first request of every link).
+
+    ``kill_all``: kill(-1) as the code's uid reaches the code's processes only (a pid namespace and a uid of its
+    own); ``own_cgroup``: the cgroup counters under /sys/fs/cgroup count this sandbox alone.
+    """
+
+    workdir: str
+    kill_all: bool
+    own_cgroup: bool
+    op: ClassVar[str] = Op.INFO
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.info_request(self.workdir, self.kill_all, self.own_cgroup)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> InfoRequest:
+        _expect_op(fields, cls.op)
+        return cls(
+            workdir=_str(fields, Field.WORKDIR),
+            kill_all=_bool(fields, Field.KILL_ALL),
+            own_cgroup=_bool(fields, Field.OWN_CGROUP),
+        )
+
+
+@dataclass(frozen=True)
+class CodeFile:
+    """A file an exec writes before it runs; ``{tmp}`` in its path is the run's temporary folder."""
+
+    path: str
+    content: str
+    mode: int = 0o644
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.code_file(self.path, self.content, self.mode)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> CodeFile:
+        return cls(_str(fields, Field.PATH), _str(fields, Field.CONTENT), _int(fields, Field.MODE))
+
+
+@dataclass(frozen=True)
+class ExecRequest(Request):
+    """Run ``argv`` to its end: write ``files``, relay output up to ``output_limit`` bytes a stream, stop it at
+    ``timeout``, then send back the regular files of the temporary folder that match ``collect`` (glob patterns
+    relative to the folder; ``**`` for any folders), ``collect_budget`` bytes in all. ``warm_python``: the
+    interpreter whose spare may run a plain ``python -u FILE`` argv."""
+
+    argv: tuple[str, ...]
+    cwd: str | None
+    env: Mapping[str, str]
+    timeout: float | None
+    output_limit: int
+    files: tuple[CodeFile, ...] = ()
+    warm_python: str | None = None
+    tempdir: bool = True
+    collect: tuple[str, ...] = ()
+    collect_budget: int = DEFAULT_COLLECT_BUDGET
+    op: ClassVar[str] = Op.EXEC
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.exec_request(
+            self.argv,
+            self.cwd,
+            dict(self.env),
+            self.timeout,
+            self.output_limit,
+            [item.to_message() for item in self.files],
+            self.warm_python,
+            self.tempdir,
+            self.collect,
+            self.collect_budget,
+        )
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> ExecRequest:
+        _expect_op(fields, cls.op)
+        files = _get(fields, Field.FILES)
+        if not isinstance(files, list | tuple):
+            raise _wrong(Field.FILES, "a list", files)
+        return cls(
+            argv=_strings(fields, Field.ARGV),
+            cwd=_optional_str(fields, Field.CWD),
+            env=_string_map(fields, Field.ENV),
+            timeout=_optional_float(fields, Field.TIMEOUT),
+            output_limit=_int(fields, Field.OUTPUT_LIMIT),
+            files=tuple(CodeFile.from_fields(_mapping(item, Field.FILES)) for item in files),
+            warm_python=_optional_str(fields, Field.WARM_PYTHON),
+            tempdir=_bool(fields, Field.TEMPDIR),
+            collect=_strings(fields, Field.COLLECT),
+            collect_budget=_int(fields, Field.COLLECT_BUDGET),
+        )
+
+
+@dataclass(frozen=True)
+class PutRequest(Request):
+    """Unpack a tar (the request's payload) into ``parent``, as the code's user."""
+
+    parent: str
+    op: ClassVar[str] = Op.PUT
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.put_request(self.parent)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> PutRequest:
+        _expect_op(fields, cls.op)
+        return cls(_str(fields, Field.PARENT))
+
+
+@dataclass(frozen=True)
+class PingRequest(Request):
+    op: ClassVar[str] = Op.PING
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.ping_request()
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> PingRequest:
+        _expect_op(fields, cls.op)
+        return cls()
+
+
+@dataclass(frozen=True)
+class ResetRequest(Request):
+    """Kill every process of the code, then remove what the code's uid owns in ``workdir`` and the temporary
+    folder."""
+
+    workdir: str
+    op: ClassVar[str] = Op.RESET
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.reset_request(self.workdir)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> ResetRequest:
+        _expect_op(fields, cls.op)
+        return cls(_str(fields, Field.WORKDIR))
+
+
+@dataclass(frozen=True)
+class SpawnRequest(Request):
+    """Start a long-lived child (stdin a pipe, a session of its own, confined like a run's process)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str | None
+    op: ClassVar[str] = Op.SPAWN
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.spawn_request(self.argv, dict(self.env), self.cwd)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> SpawnRequest:
+        _expect_op(fields, cls.op)
+        return cls(_strings(fields, Field.ARGV), _string_map(fields, Field.ENV), _optional_str(fields, Field.CWD))
+
+
+@dataclass(frozen=True)
+class FeedRequest(Request):
+    """Write ``data`` to a long-lived child's stdin, then relay its output until ``marker`` shows on its stdout
+    (not relayed itself; an empty marker: until it exits), it exits, or ``timeout`` passes. Stdout written past
+    the marker is kept for the next feed."""
+
+    handle: int
+    data: bytes
+    marker: bytes
+    timeout: float | None
+    op: ClassVar[str] = Op.FEED
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.feed_request(self.handle, self.data, self.marker, self.timeout)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> FeedRequest:
+        _expect_op(fields, cls.op)
+        return cls(
+            _int(fields, Field.HANDLE),
+            _bytes(fields, Field.DATA),
+            _bytes(fields, Field.MARKER),
+            _optional_float(fields, Field.TIMEOUT),
+        )
+
+
+@dataclass(frozen=True)
+class CloseRequest(Request):
+    """Kill a long-lived child and everything under it, and reap it."""
+
+    handle: int
+    op: ClassVar[str] = Op.CLOSE
+
+    def to_message(self) -> dict[str, Any]:
+        return protocol.close_request(self.handle)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> CloseRequest:
+        _expect_op(fields, cls.op)
+        return cls(_int(fields, Field.HANDLE))
