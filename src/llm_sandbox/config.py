@@ -34,6 +34,19 @@ class Network(str, Enum):
     FULL = "full"
 
 
+# The hardened defaults a caller may take away, each by name through ``relax_hardening`` (never silently, never by
+# a runtime_configs key alone), with what each one removes.
+RELAXABLE = {
+    "capabilities": "capabilities added to the sandbox (runtime_configs cap_add or privileged)",
+    "no_new_privileges": "the no-new-privileges flag (setuid programs may raise privileges again)",
+    "seccomp": "the library's seccomp filter against new namespaces and foreign system-call ABIs, and the "
+    "engine's own seccomp profile when runtime_configs security_opt says seccomp=unconfined",
+    "init": "the init process as PID 1",
+    "pids_limit": "the limit on the number of processes",
+    "file_size_limit": "the limit on the size of one file",
+}
+
+
 class _Unset(Enum):
     UNSET = "unset"
 
@@ -60,6 +73,8 @@ class SandboxSpec:
     libraries: tuple[str, ...]
     skip_environment_setup: bool
     limits: Limits = field(default_factory=Limits)
+    #: Hardened defaults the caller took away by name (``RELAXABLE``); empty for the full set.
+    relaxed: frozenset[str] = frozenset()
 
     @property
     def code_user(self) -> str:
@@ -80,6 +95,7 @@ class SandboxSpec:
             self.libraries,
             self.skip_environment_setup,
             self.limits,
+            tuple(sorted(self.relaxed)),
         )
 
 
@@ -157,6 +173,23 @@ def _network(value: Any) -> Network:
         ) from None
 
 
+def _relaxed(value: Sequence[str] | None) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        raise ValidationError(f"relax_hardening must be a list of names, not the string {value!r} (write [{value!r}])")
+    for name in value:
+        if name not in RELAXABLE:
+            raise ValidationError(
+                f"relax_hardening: {name!r} is not a hardened default{did_you_mean(str(name), RELAXABLE)}; "
+                f"known: {', '.join(RELAXABLE)}"
+            )
+    relaxed = frozenset(value)
+    for name in sorted(relaxed):
+        logger.warning("relax_hardening: the sandbox runs without %s", RELAXABLE[name])
+    return relaxed
+
+
 def _libraries(value: Sequence[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -209,6 +242,7 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
         runtime_configs=runtime_configs,
         libraries=_libraries(raw["libraries"]),
         skip_environment_setup=bool(raw["skip_environment_setup"]),
+        relaxed=_relaxed(raw["relax_hardening"]),
     )
     run = RunPolicy(
         default_timeout=_timeout("default_timeout", raw["default_timeout"], DEFAULT_TIMEOUT_S),

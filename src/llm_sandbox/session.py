@@ -81,6 +81,7 @@ class SandboxSession:
         encoding_errors: str = "replace",
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         copy_limit: int = DEFAULT_COPY_LIMIT,
+        relax_hardening: Sequence[str] | None = None,
         **unknown: Any,
     ) -> None:
         reject_unknown(unknown, OPTION_NAMES)
