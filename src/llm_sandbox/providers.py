@@ -104,6 +104,7 @@ class NewSandboxes(SandboxProvider):
             network_enabled=spec.network is Network.FULL,
             limits=spec.limits,
             runtime_configs=spec.runtime_configs,
+            relaxed=spec.relaxed,
         )
         try:
             backend.create(container)

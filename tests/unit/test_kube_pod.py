@@ -83,11 +83,45 @@ def test_a_callers_manifest_is_completed_not_replaced() -> None:
     assert manifest["metadata"]["labels"]["a"] == "b"
     assert manifest["metadata"]["labels"]["io.llm-sandbox.managed"] == "true"
     container = manifest["spec"]["containers"][0]
-    assert container == {"name": "x", "image": "img:1", "command": ["sleep", "infinity"]}
-    assert "securityContext" not in manifest["spec"]  # the caller's manifest is the caller's choice
+    assert (container["name"], container["image"], container["command"]) == ("x", "img:1", ["sleep", "infinity"])
     assert mine["metadata"] == {"namespace": "mine", "labels": {"a": "b"}}  # not mutated
+    assert "securityContext" not in mine["spec"]["containers"][0]
     with pytest.raises(ValidationError, match=r"spec\.containers"):
         build_manifest(_spec(), name="p", namespace="n", pod_manifest={"spec": {}})
+
+
+def test_a_callers_manifest_gets_the_hardened_security_context_where_it_leaves_it_unset() -> None:
+    mine = {
+        "spec": {
+            "containers": [{"name": "x"}, {"name": "y", "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}]
+        }
+    }
+    manifest = build_manifest(_spec(), name="p", namespace="n", pod_manifest=mine)
+    first, second = manifest["spec"]["containers"]
+    expected = {"allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]}}
+    assert first["securityContext"] == expected
+    # What the caller set stays; the rest is filled in.
+    assert second["securityContext"]["capabilities"] == {"add": ["NET_ADMIN"], "drop": ["ALL"]}
+    assert second["securityContext"]["allowPrivilegeEscalation"] is False
+    pod = manifest["spec"]["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert manifest["spec"]["automountServiceAccountToken"] is False
+
+
+def test_explicit_choices_in_a_callers_manifest_are_kept() -> None:
+    mine = {
+        "spec": {
+            "automountServiceAccountToken": True,
+            "securityContext": {"seccompProfile": {"type": "Unconfined"}},
+            "containers": [{"name": "x", "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": True}}],
+        }
+    }
+    manifest = build_manifest(_spec(), name="p", namespace="n", pod_manifest=mine)
+    pod = manifest["spec"]["securityContext"]
+    assert pod == {"seccompProfile": {"type": "Unconfined"}}  # root asked for: no runAsNonRoot forced on it
+    context = manifest["spec"]["containers"][0]["securityContext"]
+    assert context["allowPrivilegeEscalation"] is True and context["runAsUser"] == 0
+    assert manifest["spec"]["automountServiceAccountToken"] is True
 
 
 def test_the_manifest_namespace_wins_over_kube_namespace() -> None:

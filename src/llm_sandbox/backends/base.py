@@ -94,6 +94,8 @@ class ContainerSpec:
     limits: Limits = field(default_factory=Limits)
     environment: Mapping[str, str] = field(default_factory=dict)
     runtime_configs: Mapping[str, Any] = field(default_factory=dict)
+    #: Hardened defaults the caller took away by name (``relax_hardening``).
+    relaxed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,39 @@ def _complete_manifest(
     first.setdefault("image", spec.image)
     if not first.get("command") and not first.get("args"):
         first["command"] = list(spec.command)  # an image's shell CMD would exit at once without a TTY
+    _fill_security_defaults(manifest["spec"], spec.code_user)
     return manifest
+
+
+def _fill_security_defaults(pod_spec: dict[str, Any], code_user: str) -> None:
+    """The default pod's securityContext, filled into a caller's pod spec wherever the caller left a field unset.
+
+    What the caller sets stays as set (that is how a manifest asks for less); only an explicit root user keeps the
+    non-root defaults away, since Kubernetes would refuse to start a pod that asks for both.
+    """
+    uid, gid = code_ids(code_user)
+    containers = [item for key in ("initContainers", "containers") for item in pod_spec.get(key) or []]
+    root_asked = any(
+        isinstance(item, dict) and (item.get("securityContext") or {}).get("runAsUser") == 0 for item in containers
+    )
+    pod_context = pod_spec.get("securityContext") or {}
+    pod_spec["securityContext"] = pod_context
+    pod_context.setdefault("seccompProfile", {"type": "RuntimeDefault"})
+    if not root_asked and pod_context.get("runAsUser") != 0:
+        pod_context.setdefault("runAsNonRoot", True)
+        pod_context.setdefault("runAsUser", uid)
+        pod_context.setdefault("runAsGroup", gid)
+    pod_spec.setdefault("automountServiceAccountToken", False)
+    for container in containers:
+        if not isinstance(container, dict):
+            continue
+        context = container.get("securityContext") or {}
+        container["securityContext"] = context
+        context.setdefault("allowPrivilegeEscalation", False)
+        context.setdefault("privileged", False)
+        capabilities = context.get("capabilities") or {}
+        context["capabilities"] = capabilities
+        capabilities.setdefault("drop", ["ALL"])
 
 
 @dataclass(frozen=True)

@@ -77,38 +77,102 @@ def validate_runtime_configs(configs: Mapping[str, Any]) -> dict[str, Any]:
     return dict(configs)
 
 
+# The capabilities root keeps in a created container, for the guest helper alone (the code never has any).
+HELPER_CAPABILITIES: tuple[str, ...] = ()
+
+# runtime_configs keys that weaken a hardened default when they say so, and the relax_hardening name that allows it.
+NO_NEW_PRIVILEGES = "no-new-privileges"
+
+
 def docker_create_options(spec: ContainerSpec) -> dict[str, Any]:
-    """``containers.create`` keyword arguments: hardened defaults, then the caller's runtime_configs."""
+    """``containers.create`` keyword arguments: hardened defaults, then the caller's runtime_configs merged in.
+
+    The caller adds to the hardening, never takes from it silently: security options and dropped capabilities are
+    added to the defaults, and a key that would weaken one (cap_add, privileged, no-new-privileges off, an
+    unconfined seccomp profile, no init, no process or file-size limit) is refused unless ``relax_hardening``
+    names that default.
+    """
     limits = spec.limits
+    relaxed = spec.relaxed
     options: dict[str, Any] = {
         "image": spec.image,
         "command": list(spec.command),
         "labels": dict(spec.labels),
         "environment": dict(spec.environment),
         "network_mode": "bridge" if spec.network_enabled else "none",
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges"],
-        "init": True,
+        "cap_drop": [] if "capabilities" in relaxed else ["ALL"],
+        "cap_add": list(HELPER_CAPABILITIES),
+        "security_opt": [] if "no_new_privileges" in relaxed else [NO_NEW_PRIVILEGES],
+        "init": "init" not in relaxed,
         "log_config": {"type": "none", "config": {}},
         # The container ends with its keep-alive command; the engine then removes it, so a session whose host
         # process died cannot leave it behind past session_timeout.
         "auto_remove": True,
     }
-    if limits.pids is not None:
+    if limits.pids is not None and "pids_limit" not in relaxed:
         options["pids_limit"] = limits.pids
     if limits.memory_bytes is not None:
         options["mem_limit"] = limits.memory_bytes
         options["memswap_limit"] = limits.memory_bytes
     if limits.cpus is not None:
         options["nano_cpus"] = int(limits.cpus * 1e9)
-    if limits.file_size_bytes is not None:
+    if limits.file_size_bytes is not None and "file_size_limit" not in relaxed:
         options["ulimits"] = [{"Name": "fsize", "Soft": limits.file_size_bytes, "Hard": limits.file_size_bytes}]
     for key, value in spec.runtime_configs.items():
-        if key in ("environment", "labels"):
-            options[key] = {**options[key], **dict(value)}
-        elif key != "user":  # the code user is applied per exec by the session, PID 1 stays root
-            options[key] = value
+        _merge(options, key, value, relaxed)
     return options
+
+
+def _merge(options: dict[str, Any], key: str, value: Any, relaxed: frozenset[str]) -> None:
+    """One runtime_configs key onto the hardened options: added to them, or refused where it would weaken one."""
+    if key in ("environment", "labels"):
+        options[key] = {**options[key], **dict(value)}
+    elif key == "user":
+        pass  # the code user is applied per exec by the session; PID 1 stays root
+    elif key == "cap_drop":
+        options["cap_drop"] = list(dict.fromkeys([*options["cap_drop"], *value]))
+    elif key == "cap_add" or (key == "privileged" and value):
+        _require(relaxed, "capabilities", f"runtime_configs[{key!r}]")
+        options[key] = list(dict.fromkeys([*options["cap_add"], *value])) if key == "cap_add" else value
+    elif key == "security_opt":
+        for item in value:
+            _add_security_opt(options, str(item), relaxed)
+    elif key == "init" and not value:
+        _require(relaxed, "init", "runtime_configs['init']=False")
+        options["init"] = False
+    elif key == "pids_limit" and (value is None or int(value) <= 0):
+        _require(relaxed, "pids_limit", f"runtime_configs['pids_limit']={value!r}")
+        options.pop("pids_limit", None)
+    elif key == "ulimits":
+        merged = {_ulimit_name(item): item for item in options.get("ulimits", [])}
+        for item in value:
+            name = _ulimit_name(item)
+            if name == "fsize" and _field(item, "Hard") in (-1, RLIM_INFINITY):
+                _require(relaxed, "file_size_limit", "an unlimited fsize ulimit")
+            merged[name] = item
+        options["ulimits"] = list(merged.values())
+    else:
+        options[key] = value
+
+
+def _add_security_opt(options: dict[str, Any], item: str, relaxed: frozenset[str]) -> None:
+    name, _, setting = item.replace(":", "=", 1).partition("=")
+    if name == NO_NEW_PRIVILEGES:
+        if setting.lower() in ("", "true"):
+            return  # the default already
+        _require(relaxed, "no_new_privileges", f"security_opt {item!r}")
+        options["security_opt"] = [opt for opt in options["security_opt"] if opt != NO_NEW_PRIVILEGES]
+        return
+    if name == "seccomp" and setting == "unconfined":
+        _require(relaxed, "seccomp", f"security_opt {item!r}")
+    options["security_opt"] = [*options["security_opt"], item]
+
+
+def _require(relaxed: frozenset[str], name: str, what: str) -> None:
+    if name not in relaxed:
+        raise UnknownOptionError(
+            f"{what} would take away a hardened default; to do so on purpose, also pass relax_hardening=[{name!r}]"
+        )
 
 
 # Options the podman SDK silently drops or reads differently are translated here, so nothing is lost on the way.
@@ -123,10 +187,11 @@ def podman_create_options(spec: ContainerSpec) -> dict[str, Any]:
     options = docker_create_options(spec)
     options["network_mode"] = "bridge"  # the engine's default network; cut off before start unless allowed
     # The podman SDK reads security_opt as SELinux options: say no-new-privileges its own way, refuse the rest.
-    for opt in options.pop("security_opt"):
-        if not opt.startswith("no-new-privileges"):
+    security_opt = options.pop("security_opt")
+    for opt in security_opt:
+        if opt != NO_NEW_PRIVILEGES:
             raise UnknownOptionError(f"security_opt {opt!r} is not supported on Podman by the podman SDK")
-    options["no_new_privileges"] = True
+    options["no_new_privileges"] = NO_NEW_PRIVILEGES in security_opt
     if options["log_config"] == {"type": "none", "config": {}}:
         options["log_config"] = {"Type": "none"}  # the podman SDK reads the capitalised keys only
     nano_cpus = options.pop("nano_cpus", None)  # dropped without a word by the SDK: use the CFS quota instead
