@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llm_sandbox.archives import pack_path, safe_extract
+from llm_sandbox.backends.base import Command
 from llm_sandbox.errors import ContainerError, FileTooLargeError, LocalFileNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -46,12 +47,45 @@ def copy_to_runtime(sandbox: Sandbox, src: str, dest: str) -> None:
         return
     if reply.errno not in (errno.EACCES, errno.EPERM):
         raise ContainerError(f"cannot copy into {target}: {reply.reason}")
-    # The code user may not write there (a new top-level folder): the engine may. Only the missing folders are
-    # in the archive, put at the deepest one that exists, so no existing folder is touched.
-    ancestor = reply.ancestor
+    # The code user may not write there (a new top-level folder): the engine may, as root. Only the missing
+    # folders are in the archive, put at the deepest one that exists, so no existing folder is touched. That folder
+    # is found by the host, never taken from the guest's reply, and never through a link the code could have put
+    # on the way (root would follow it: a link to /etc would let the code's files land there).
+    ancestor = _deepest_real_folder(sandbox, target)
     owner = runner.code_uid if sandbox.owned else None
     archive = pack_path(local, posixpath.relpath(target, ancestor), uid=owner, gid=owner)
     sandbox.put_archive(ancestor, archive, keep_owner=owner is not None)
+
+
+# Run as root by absolute path with no environment: walks ``target`` from / without following anything, prints the
+# deepest folder that exists, or exits 3 naming the link or file in the way.
+_WALK = """
+import os, stat, sys
+path = "/"
+for part in [item for item in sys.argv[1].split("/") if item]:
+    step = os.path.join(path, part)
+    try:
+        mode = os.lstat(step).st_mode
+    except FileNotFoundError:
+        break
+    if stat.S_ISLNK(mode) or not stat.S_ISDIR(mode):
+        sys.stderr.write(step + (" is a link" if stat.S_ISLNK(mode) else " is not a folder"))
+        sys.exit(3)
+    path = step
+sys.stdout.write(path)
+"""
+_PYTHON = "/usr/bin/python3"
+
+
+def _deepest_real_folder(sandbox: Sandbox, target: str) -> str:
+    # The backend's own exec: no command prefix (an environment wrapper found on PATH would run as root).
+    result = sandbox.backend.exec(Command([_PYTHON, "-I", "-S", "-c", _WALK, target], user="0"))
+    said = (result.stderr or result.stdout).decode("utf-8", "replace").strip()
+    if result.exit_code == 3:
+        raise ContainerError(f"cannot copy into {target}: {said}; copy to a path without links")
+    if result.exit_code != 0:
+        raise ContainerError(f"cannot copy into {target}: the code's user may not write there ({said})")
+    return result.stdout.decode("utf-8", "replace")
 
 
 def copy_from_runtime(sandbox: Sandbox, src: str, dest: str, limit: int) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import Harness
-from llm_sandbox import FileTooLargeError, SandboxSession, UnsafeArchiveError
+from llm_sandbox import ContainerError, FileTooLargeError, SandboxSession, UnsafeArchiveError
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,22 @@ def test_file_round_trip_creates_missing_parents(session: SandboxSession, tmp_pa
     back = tmp_path / "out" / "file.py"
     session.copy_from_runtime("/container/path/file.py", str(back))
     assert back.read_text() == "print('copied in')\n"
+
+
+@pytest.mark.requires("user_switch")
+@pytest.mark.parametrize("link_to", ["/etc", "/usr/lib"])
+def test_a_planted_link_never_leads_roots_copy_out_of_the_codes_reach(
+    session: SandboxSession, tmp_path: Path, link_to: str
+) -> None:
+    # The code may not write under the link's target, so the copy falls back to root: which must not follow it.
+    local = tmp_path / "evil.conf"
+    local.write_text("planted\n")
+    assert session.execute_command(["ln", "-sfn", link_to, "/sandbox/link"]).exit_code == 0
+    with pytest.raises(ContainerError, match="/sandbox/link is a link"):
+        session.copy_to_runtime(str(local), "/sandbox/link/new-folder/evil.conf")
+    assert session.execute_command(["test", "-e", f"{link_to}/new-folder"]).exit_code == 1
+    session.execute_command(["rm", "/sandbox/link"])
+    assert session.run("print('next')").stdout == "next\n"
 
 
 def test_copied_files_belong_to_the_code_user(session: SandboxSession, tmp_path: Path) -> None:
@@ -94,9 +110,9 @@ def test_planted_links_and_fifos_are_refused_and_nothing_is_written(
 
 
 def test_huge_sparse_file_is_refused_before_reading(backend: Harness, tmp_path: Path) -> None:
-    # A backend with a file-size limit would stop the 50G file itself: lift it (the engines' ulimit option).
-    roomy = {"ulimits": [{"Name": "fsize", "Soft": -1, "Hard": -1}]} if backend.capabilities().file_size_limit else {}
-    with backend.session(lang="python", runtime_configs=roomy) as session:
+    # A backend with a file-size limit would stop the 50G file itself: lift it, by name.
+    roomy = {"relax_hardening": ["file_size_limit"]} if backend.capabilities().file_size_limit else {}
+    with backend.session(lang="python", **roomy) as session:
         assert session.execute_command("truncate -s 50G /sandbox/sparse").exit_code == 0
         with pytest.raises(FileTooLargeError):
             session.copy_from_runtime("/sandbox/sparse", str(tmp_path / "sparse"))
