@@ -77,7 +77,10 @@ def test_runtime_configs_shape_the_default_pod() -> None:
 
 
 def test_a_callers_manifest_is_completed_not_replaced() -> None:
-    mine = {"metadata": {"namespace": "mine", "labels": {"a": "b"}}, "spec": {"containers": [{"name": "x"}]}}
+    mine: dict[str, Any] = {
+        "metadata": {"namespace": "mine", "labels": {"a": "b"}},
+        "spec": {"containers": [{"name": "x"}]},
+    }
     manifest = build_manifest(_spec(), name="p", namespace="mine", pod_manifest=mine)
     assert manifest["metadata"]["name"] == "p"
     assert manifest["metadata"]["labels"]["a"] == "b"

@@ -78,5 +78,5 @@ def test_relax_hardening_names_are_checked() -> None:
     with pytest.raises(ValidationError, match="did you mean 'seccomp'"):
         SandboxSession(relax_hardening=["secomp"])
     with pytest.raises(ValidationError, match="list of names"):
-        SandboxSession(relax_hardening="seccomp")  # type: ignore[arg-type]
+        SandboxSession(relax_hardening="seccomp")
     assert SandboxSession(relax_hardening=["init"]).options.sandbox.relaxed == {"init"}
