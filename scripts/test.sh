@@ -10,6 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LLM_SANDBOX_PODMAN="${LLM_SANDBOX_PODMAN:-1}"
 # Every language's image: the language suite runs in all seven.
 export LLM_SANDBOX_LANGS="${LLM_SANDBOX_LANGS:-all}"
+# ... on Podman too: the language suite and the README examples run on both engines.
+export LLM_SANDBOX_PODMAN_LANGS="${LLM_SANDBOX_PODMAN_LANGS:-$LLM_SANDBOX_LANGS}"
 bash scripts/setup.sh
 
 failed=()

@@ -15,14 +15,16 @@ import argparse
 import logging
 from typing import Any
 
-from llm_sandbox.backends.engine_errors import engine_errors
+from llm_sandbox.backends.engine_errors import engine_errors, is_gone_or_going
+from llm_sandbox.backends.oci import sweep_install_networks
 from llm_sandbox.labels import MANAGED_LABEL, is_orphan
 
 logger = logging.getLogger(__name__)
 
 
 def sweep(client: Any = None, *, older_than: float | None = None, engine: str = "docker") -> list[str]:
-    """Remove orphaned library containers from a Docker or Podman engine; return the removed ids.
+    """Remove orphaned library containers from a Docker or Podman engine, then the install-window networks they
+    left; return the removed container ids (the networks are logged).
 
     ``client`` is a docker or podman SDK client; without one, the ``engine``'s default client is used.
     """
@@ -44,8 +46,14 @@ def sweep(client: Any = None, *, older_than: float | None = None, engine: str = 
                 continue
             logger.info("removing orphaned sandbox %s", container.short_id)
             with engine_errors(f"removing {container.short_id}", sdk=engine):
-                container.remove(force=True, v=True)
+                try:
+                    container.remove(force=True, v=True)
+                except Exception as error:
+                    if not is_gone_or_going(engine, error):
+                        raise
             removed.append(str(container.id))
+        for network in sweep_install_networks(client, sdk=engine, older_than=older_than):
+            logger.info("removed orphaned install network %s", network)
     finally:
         if owned_client:
             client.close()

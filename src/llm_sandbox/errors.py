@@ -30,6 +30,7 @@ caller would naturally catch, so ``except TimeoutError`` or ``except FileNotFoun
     │   ├── ProcessLimitError
     │   ├── DiskLimitError (+ OSError)
     │   └── FileTooLargeError (+ OSError)
+    ├── OutputDecodingError (UnicodeDecodeError)
     ├── SandboxFileNotFoundError (FileNotFoundError)
     └── LocalFileNotFoundError (FileNotFoundError)
 
@@ -174,6 +175,16 @@ class SandboxFileNotFoundError(SandboxError, FileNotFoundError):
     """A path asked for inside the sandbox does not exist."""
 
 
+class OutputDecodingError(SandboxError, UnicodeDecodeError):
+    """A run's output is not valid UTF-8 and the session asked for ``encoding_errors="strict"``."""
+
+    def __str__(self) -> str:
+        return (
+            f"{UnicodeDecodeError.__str__(self)} in the run's output (encoding_errors='strict'; 'replace' gives "
+            "U+FFFD instead); the session goes on"
+        )
+
+
 class LocalFileNotFoundError(SandboxError, FileNotFoundError):
     """A local file or directory (on the host, not in the sandbox) does not exist."""
 
@@ -196,6 +207,7 @@ __all__ = [
     "MemoryLimitError",
     "MissingDependencyError",
     "NotOpenSessionError",
+    "OutputDecodingError",
     "ProcessLimitError",
     "ResourceError",
     "SandboxDiedError",

@@ -4,6 +4,10 @@ The helper is started once per session over one attached stream; its first reque
 sandbox guarantees. A run is then one request: the code file, the argv, the limits; the helper writes the file into
 a fresh temporary folder, runs, relays output, enforces the timeout and output cap, kills every leftover process,
 sends back the files asked for, and removes the folder. Requests and replies are the typed ones of ``messages``.
+
+What separates the helper from the code on each kind of sandbox (created on Docker or Podman: a root helper out
+of the code's reach, the code dropped to its uid, a lease; created on Kubernetes: the code's own uid; attached: the
+container's user) is written down, with the test that proves each line, in ``docs/security.md``.
 """
 
 from __future__ import annotations
@@ -11,22 +15,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
-from llm_sandbox.backends.base import BackendCapabilities, Command, DuplexStream, ExecOutput
+from llm_sandbox.backends.base import Backend, BackendCapabilities, Command, DuplexStream, ExecOutput
 from llm_sandbox.config import RunPolicy, SandboxSpec
 from llm_sandbox.data import ConsoleOutput
 from llm_sandbox.errors import (
     ContainerError,
-    DiskLimitError,
-    MemoryLimitError,
-    ProcessLimitError,
     SandboxDiedError,
     SandboxError,
-    SandboxTimeoutError,
 )
 from llm_sandbox.guest import BOOTSTRAP, agent_payload
-from llm_sandbox.guest.protocol import Limit
+from llm_sandbox.helper_launch import LAUNCHER, PYTHON_LOOKUP, ROOT, SYSTEM_PATH, numeric_ids, refusal
+from llm_sandbox.languages.base import USER_PREFIX
 from llm_sandbox.link import GuestLink, GuestLinkError, OutputCallback
 from llm_sandbox.messages import (
     DEFAULT_COLLECT_BUDGET,
@@ -48,23 +50,17 @@ from llm_sandbox.messages import (
     SpawnReply,
     SpawnRequest,
 )
+from llm_sandbox.run_outcome import log_chunk, outcome
 
 logger = logging.getLogger(__name__)
 
-# Finds an interpreter for the helper without assuming where the image keeps it.
-# -I keeps the workdir and PYTHON* variables from shadowing the helper's stdlib modules; -S skips site-packages,
-# which the helper does not use (the code it runs gets the normal interpreter).
-LAUNCHER = (
-    'for p in python3 python; do if command -v "$p" >/dev/null 2>&1; then exec "$p" -I -S -c "$1"; fi; done; '
-    'echo "llm_sandbox: no python3 or python on PATH in this container" >&2; exit 127'
-)
-PYTHON_LOOKUP = "command -v python3 || command -v python || exit 127"
-SIGXFSZ_EXIT = 128 + 25
-SIGKILL_EXIT = 128 + 9
 INFO_TIMEOUT_S = 30.0
 PUT_TIMEOUT_S = 300.0
 RESET_TIMEOUT_S = 60.0
 CONTROL_TIMEOUT_S = 30.0  # spawn and close: no user code runs to its end meanwhile
+# Beyond the workdir and the temporary folder, what a reset empties of the code's files: its library prefix (the
+# next user must not import the last one's libraries) and the other temporary folder.
+RESET_FOLDERS = (USER_PREFIX, "/var/tmp")  # noqa: S108 - a folder to empty of the code's files, not to write
 
 ReplyType = TypeVar("ReplyType")
 
@@ -75,6 +71,7 @@ class HelperHost(Protocol):
     spec: SandboxSpec
     capabilities: BackendCapabilities
     prefix: tuple[str, ...]
+    backend: Backend
 
     @property
     def owned(self) -> bool: ...
@@ -97,25 +94,50 @@ class GuestRunner:
         self.guest_info: InfoReply | None = None
         self.died = False  # the container stopped: a new one is needed (the session makes it, for owned ones)
 
+    @property
+    def separated(self) -> bool:
+        """Whether the helper runs as root, out of the code's reach (see the module's docstring)."""
+        return self.separated_ids is not None
+
+    @property
+    def separated_ids(self) -> tuple[int, int] | None:
+        """The code's (uid, gid) when the helper is separated from the code; None when it runs as the code does."""
+        capabilities = self._sandbox.capabilities
+        if not (self._sandbox.owned and capabilities.user_switch and capabilities.own_uid):
+            return None
+        return numeric_ids(self._spec.code_user)
+
     def start(self) -> None:
         sandbox = self._sandbox
         capabilities = sandbox.capabilities
+        ids = self.separated_ids
         environment = {"HOME": self._spec.workdir} if sandbox.owned else {}
-        stream = sandbox.open_stream(
-            Command(
-                ["/bin/sh", "-c", LAUNCHER, "llm-sandbox-guest", BOOTSTRAP],
-                user=self._spec.code_user if sandbox.owned else None,
-                environment=environment,
-            )
+        command = Command(
+            ["/bin/sh", "-c", LAUNCHER, "llm-sandbox-guest", BOOTSTRAP],
+            user=ROOT if ids is not None else self._spec.code_user if sandbox.owned else None,
+            environment=environment,
         )
+        # A separated helper is not started through the sandbox's command prefix (an environment wrapper found on
+        # the container's PATH, where the code may write): root runs nothing the code can replace. It gets the
+        # prefix in its first request instead, for the code's interpreter lookup; the runs carry it in their argv.
+        stream = sandbox.backend.open_stream(command) if ids is not None else sandbox.open_stream(command)
         self._link = GuestLink(stream)
         # What the sandbox guarantees goes to the guest in its first request, and nothing else tells it: kill(-1)
         # as the code's uid reaches only the code's processes when the sandbox has a pid namespace and the uid to
-        # itself; the cgroup's counters tell a limit hit when the cgroup is the sandbox's own.
+        # itself; the cgroup's counters tell a limit hit when the cgroup is the sandbox's own; the code's ids and
+        # the lease when it is separated; the seccomp filter wherever the sandbox is the library's (unless the
+        # caller relaxed it by name).
+        confine = capabilities.pid_namespace and capabilities.own_uid and "seccomp" not in self._spec.relaxed
         request = InfoRequest(
             workdir=self._spec.workdir,
             kill_all=capabilities.pid_namespace and capabilities.own_uid,
             own_cgroup=capabilities.own_cgroup,
+            code_user=ids,
+            seccomp=confine,
+            lease=ids is not None,
+            prefix=sandbox.prefix if ids is not None else (),
+            # The code's own library prefix: its programs on the code's PATH (never on the helper's or root's).
+            code_path=tuple(self._spec.language.user_paths()) if sandbox.owned else (),
         )
         try:
             stream.send(agent_payload())
@@ -126,9 +148,14 @@ class GuestRunner:
             self._link = None
             said = self._diagnose() or getattr(stream, "stderr_tail", b"").decode("utf-8", "replace").strip()
             raise ContainerError(
-                "could not start the library's helper in the container: it needs /bin/sh and python3 (or python) "
-                f"on PATH ({error}{'; it said: ' + said if said else ''})"
+                "could not start the library's helper in the container: it needs /bin/sh and /usr/bin/python3 (or "
+                f"python3 or python in {SYSTEM_PATH}) ({error}{'; it said: ' + said if said else ''})"
             ) from error
+        refused = refusal(info, separated=ids is not None, confine=confine)
+        if refused:
+            self._link.close()
+            self._link = None
+            raise ContainerError(refused)
         self.info = reply.fields
         self.guest_info = info
         logger.debug("guest helper: %s", info)
@@ -154,6 +181,8 @@ class GuestRunner:
         if self._link is not None:
             self._link.close()
             self._link = None
+        if self._sandbox.owned:  # never restarted: a created sandbox whose helper was lost is replaced
+            raise self._lost("its link is closed or broken")
         if not self._sandbox.is_running():
             raise self._died()
         logger.info("restarting the sandbox's helper")
@@ -183,6 +212,9 @@ class GuestRunner:
                 encoding_errors=encoding_errors,
             )
         except GuestLinkError as error:
+            if self._sandbox.owned:
+                self.close()
+                raise self._lost(str(error)) from error
             if not self._sandbox.is_running():
                 raise self._died() from error
             raise ContainerError(
@@ -201,7 +233,8 @@ class GuestRunner:
         encoding_errors: str = "replace",
     ) -> ReplyType:
         """A request whose reply is read by ``read``: an error reply raises ContainerError; a reply that breaks
-        the protocol breaks the link (the helper is restarted on the next call) and raises ContainerError."""
+        the protocol breaks the link and raises SandboxDiedError in a created sandbox (it is replaced on the next
+        call), ContainerError in an attached one (the helper is restarted on the next call)."""
         reply = self._request(
             request,
             timeout=timeout,
@@ -214,6 +247,8 @@ class GuestRunner:
             return _typed(reply, read)
         except GuestLinkError as error:
             self.close()
+            if self._sandbox.owned:
+                raise self._lost(str(error)) from error
             raise ContainerError(
                 f"the sandbox's helper stopped answering ({error}); it is restarted on the next call"
             ) from error
@@ -320,9 +355,9 @@ class GuestRunner:
     ) -> ExecReply:
         """Run one exec request; its output goes to the callbacks (or the log, when the policy streams)."""
         if on_stdout is None and policy.stream:
-            on_stdout = _log_chunk("stdout")
+            on_stdout = log_chunk("stdout")
         if on_stderr is None and policy.stream:
-            on_stderr = _log_chunk("stderr")
+            on_stderr = log_chunk("stderr")
         return self._typed_request(
             request,
             ExecReply.from_reply,
@@ -344,7 +379,7 @@ class GuestRunner:
         planted."""
         try:
             reply = self._typed_request(
-                ResetRequest(self.workdir), _fields_of(ResetReply.from_fields), timeout=RESET_TIMEOUT_S
+                ResetRequest(self.workdir, RESET_FOLDERS), _fields_of(ResetReply.from_fields), timeout=RESET_TIMEOUT_S
             )
         except ContainerError as error:
             if isinstance(error, SandboxDiedError):
@@ -387,18 +422,37 @@ class GuestRunner:
         return self._typed_request(CloseRequest(handle), _fields_of(CloseReply.from_fields), timeout=CONTROL_TIMEOUT_S)
 
     def install_argv(self, libraries: list[str]) -> list[str]:
-        return self._spec.language.install_argv(libraries, {"python": self.python, "workdir": self.workdir})
+        """The install argv: in a clean environment in a sandbox the library created (``languages.base``), as the
+        owner set the container up in an attached one. The interpreter that runs pip is the sandbox's, unless that
+        is one the code can write (a venv in the workdir or the code's prefix): then the system's python3."""
+        attached = not self._sandbox.owned
+        python = self.python
+        if not attached and python.startswith((self.workdir.rstrip("/") + "/", USER_PREFIX + "/")):
+            python = "python3"
+        return self._spec.language.install_argv(
+            libraries, {"python": python, "workdir": self.workdir}, attached=attached
+        )
 
     def run_install(self, argv: list[str], *, timeout: float, encoding_errors: str = "replace") -> ConsoleOutput:
         """Run an install argv as the language's install user: the code user through the helper, else the engine."""
         user = self._spec.language.install_user
         if user is None:
-            return self.run_argv(argv, RunPolicy(encoding_errors=encoding_errors), cwd=None, timeout=timeout)
-        # Another user (root, for system package managers) cannot come from the helper, which runs as the code
-        # user: the engine runs it. The argv bounds its own time (the helper's timeout does not apply here).
+            policy = RunPolicy(encoding_errors=encoding_errors)
+            request = self.argv_request(argv, policy, cwd=None, timeout=timeout)
+            if self._sandbox.owned:
+                # The argv's first word (an environment wrapper such as micromamba) is looked up on the system
+                # folders only: the code's own folders, on its PATH, are never searched while the network
+                # is on.
+                request = replace(request, env={**request.env, "PATH": SYSTEM_PATH})
+            return outcome(self.execute(request, policy), timeout)
+        # Another user (root, for system package managers) runs through the engine, never the helper. The argv
+        # starts by absolute path with its whole environment (``/usr/bin/env -i ...``) and bounds its own time.
         started = time.monotonic()
-        environment = self._spec.language.environment_for({"workdir": self.workdir})
-        result = self._sandbox.exec(Command(argv, user=user, environment=environment))
+        environment = {} if self._sandbox.owned else self._spec.language.environment_for({"workdir": self.workdir})
+        # The argv's own bound (``/usr/bin/timeout``) ends it first; the exec's deadline is the backstop. Root's
+        # argv never goes through the sandbox's command prefix (a wrapper found on the container's PATH).
+        command = Command(argv, user=user, environment=environment, timeout=timeout + 60)
+        result = self._sandbox.backend.exec(command) if self._sandbox.owned else self._sandbox.exec(command)
         return ConsoleOutput(
             exit_code=result.exit_code,
             stdout=result.stdout.decode("utf-8", encoding_errors),
@@ -422,6 +476,13 @@ class GuestRunner:
     def _environment(self) -> dict[str, str]:
         return self._spec.language.environment_for({"workdir": self.workdir})
 
+    def _lost(self, why: str) -> SandboxDiedError:
+        """The helper of a created sandbox is lost: the sandbox is done for (its lease ends with the link)."""
+        self.died = True
+        return SandboxDiedError(
+            f"the sandbox's helper was lost ({why}); the sandbox is replaced by a new one on the next call"
+        )
+
     def _died(self) -> SandboxDiedError:
         self.died = True
         if self._sandbox.owned:
@@ -438,36 +499,3 @@ def _typed(reply: Reply, read: Callable[[Reply], ReplyType]) -> ReplyType:
 
 def _fields_of(read: Callable[[Mapping[str, Any]], ReplyType]) -> Callable[[Reply], ReplyType]:
     return lambda reply: read(reply.fields)
-
-
-def outcome(reply: ExecReply, timeout: float | None) -> ConsoleOutput:
-    """The run's ConsoleOutput, or the error that says which limit ended it."""
-    output = ConsoleOutput(
-        exit_code=reply.exit_code,
-        stdout=reply.stdout,
-        stderr=reply.stderr,
-        timed_out=reply.timed_out,
-        truncated=reply.truncated,
-        duration_s=reply.duration_s,
-    )
-    limits = set(reply.limits)
-    if output.timed_out:
-        raise SandboxTimeoutError(
-            f"the run exceeded its timeout of {timeout:g} s; its processes were killed", output, timeout
-        )
-    if Limit.OOM in limits and output.exit_code == SIGKILL_EXIT:
-        raise MemoryLimitError("the run was killed by the sandbox's memory limit", output)
-    if Limit.PIDS in limits and output.exit_code != 0:
-        raise ProcessLimitError("the run hit the sandbox's process limit (too many processes)", output)
-    if output.exit_code == SIGXFSZ_EXIT:
-        raise DiskLimitError("the run wrote a file larger than the sandbox's file-size limit", output)
-    return output
-
-
-def _log_chunk(stream_name: str) -> OutputCallback:
-    stream_logger = logging.getLogger(f"llm_sandbox.output.{stream_name}")
-
-    def emit(text: str) -> None:
-        stream_logger.info("%s", text.rstrip("\n"))
-
-    return emit

@@ -17,12 +17,16 @@ from llm_sandbox.backends.base import ArchiveStream, Backend, BackendCapabilitie
 from llm_sandbox.config import Network, SandboxSpec
 from llm_sandbox.data import ConsoleOutput
 from llm_sandbox.errors import ContainerError, LibraryInstallationError
+from llm_sandbox.languages.base import ROOT_PATH
 from llm_sandbox.runner import GuestRunner
 
 logger = logging.getLogger(__name__)
 
 # Installing can legitimately take minutes (large wheels); it gets its own bound instead of the run timeout.
 INSTALL_TIMEOUT_S = 900.0
+# Run as the code's uid: kill(-1) signals every process that uid may signal but the caller (the shell's own kill).
+# Its status is 1 when nothing was left to kill; the script answers 0 then.
+END_CODE_PROCESSES = "kill -9 -1 2>/dev/null; kill -9 -1 2>/dev/null; exit 0"
 
 
 class Sandbox:
@@ -87,17 +91,63 @@ class Sandbox:
 
     # Operations ------------------------------------------------------------------------------------------------
 
+    def end_code_processes(self) -> bool:
+        """Kill every process of the code's uid (spare interpreters, long-lived children, whatever a run left in
+        the background), through the engine: ``kill -9 -1`` as that uid reaches all of them and nothing else,
+        since the sandbox has its own pid namespace and the uid to itself. Twice, for processes forked meanwhile.
+
+        Only where the helper is separated (it runs as root and survives); elsewhere the kill would end the helper
+        too, and nothing is done (False)."""
+        if not (self.owned and self.runner.separated and self.capabilities.pid_namespace):
+            logger.debug("the helper is not separated from the code: its processes are not killed before installs")
+            return False
+        result = self.backend.exec(
+            Command(
+                ["/bin/sh", "-c", END_CODE_PROCESSES],
+                user=self.spec.code_user,
+                environment={"PATH": ROOT_PATH},
+            )
+        )
+        if result.exit_code != 0:
+            said = (result.stderr or result.stdout).decode("utf-8", "replace").strip()
+            raise ContainerError(f"could not end the code's processes before the install: {said}")
+        return True
+
     @contextmanager
     def network_window(self) -> Iterator[None]:
-        """The network connected for the ``with`` block (installs under network="install-only"), then cut again."""
+        """The network connected for the ``with`` block (installs under network="install-only"), then cut again.
+
+        Before it opens, every process of the code is ended (``end_code_processes``): nothing a run started is
+        alive while the network is on. The backend connects the container to a network made for this window alone
+        (no other container on it). If the network cannot be cut again, the container is removed and the error
+        says so: the session makes a new sandbox on its next call."""
         switch = self.owned and self.spec.network is Network.INSTALL_ONLY and self.capabilities.network_switch
         if switch:
+            self.end_code_processes()
             self.backend.set_network(True)
         try:
             yield
         finally:
             if switch:
-                self.backend.set_network(False)
+                self._close_network()
+
+    def _close_network(self) -> None:
+        try:
+            self.backend.set_network(False)
+        except Exception as error:
+            logger.warning("cutting the network after an install failed (%s); removing the sandbox", error)
+            self.runner.died = True
+            try:
+                self.runner.close()
+            finally:
+                try:
+                    self.backend.remove()
+                except Exception as removing:  # noqa: BLE001 - reported; the sweep finds it by its labels
+                    logger.warning("removing the sandbox failed too: %s", removing)
+            raise ContainerError(
+                "the sandbox's network could not be switched off again after the install, so the sandbox was "
+                f"removed ({error}); the next call creates a new one"
+            ) from error
 
     def install(self, libraries: Sequence[str], *, encoding_errors: str = "replace") -> ConsoleOutput:
         """Install libraries with the language's package manager; a failure raises with the manager's output."""

@@ -3,6 +3,7 @@ backend, see tests/harness.py; what a backend does not declare is skipped there,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,12 +109,55 @@ def test_full_network_allows_egress(backend: Harness) -> None:
         assert "EGRESS 0" in session.run(PIP_EGRESS, timeout=120).stdout
 
 
+# Every process whose real uid is the lister's own, but the lister and its ancestors (the helper that started it,
+# and whatever command prefix the backend puts before it): "pid cmdline" per line.
+CODE_UID_PROCESSES = (
+    "import os, re\n"
+    "def field(pid, name):\n"
+    "    return int(re.search(name + r':\\s+(\\d+)', open('/proc/%d/status' % pid).read()).group(1))\n"
+    "mine, pid = set(), os.getpid()\n"
+    "while pid > 1:\n    mine.add(pid)\n    pid = field(pid, 'PPid')\n"
+    "for name in os.listdir('/proc'):\n"
+    "    if not name.isdigit() or int(name) in mine:\n        continue\n"
+    "    try:\n"
+    "        if field(int(name), 'Uid') != os.getuid():\n            continue\n"
+    "        line = open('/proc/%s/cmdline' % name, 'rb').read().replace(b'\\0', b' ').decode().strip()\n"
+    "    except (OSError, AttributeError):\n        continue\n"
+    "    print(name, line or '<no command line>')\n"
+)
+
+
+def code_uid_processes(session: SandboxSession) -> list[str]:
+    listed = session.execute_command(["python3", "-c", CODE_UID_PROCESSES])
+    assert listed.exit_code == 0, listed.stderr
+    return listed.stdout.splitlines()
+
+
 @pytest.mark.requires("process_limit")
 def test_fork_bomb_is_contained_and_the_next_run_works(session: SandboxSession) -> None:
+    # The lister sees what it must: a process of the code's uid that is not its ancestor.
+    seen = session.run(
+        "import subprocess, time\nchild = subprocess.Popen(['sleep', '77'])\ntime.sleep(0.3)\n"
+        f"exec(compile({CODE_UID_PROCESSES!r}, 'lister', 'exec'))\nchild.kill()\n"
+    ).stdout
+    assert any(line.split(" ", 1)[1] == "sleep 77" for line in seen.splitlines()), seen
+    assert code_uid_processes(session) == []
+
     bomb = "import os\nwhile True:\n    os.fork()\n"
-    with pytest.raises((ProcessLimitError, SandboxTimeoutError)):
+    with pytest.raises((ProcessLimitError, SandboxTimeoutError)) as raised:
         session.run(bomb, timeout=10)
+    error = raised.value
+    assert isinstance(error, (ProcessLimitError, SandboxTimeoutError))
+    assert error.output is not None and error.output.exit_code != 0
+    # Nothing of the bomb is left: no process of the code's uid at all (the helper's own chain aside).
+    left = code_uid_processes(session)
+    deadline = time.monotonic() + 3
+    while left and time.monotonic() < deadline:  # the helper reaps what it killed
+        time.sleep(0.2)
+        left = code_uid_processes(session)
+    assert left == [], f"{len(left)} process(es) of the code's uid left after the fork bomb: {left[:10]}"
     assert session.run("print('after bomb')").stdout == "after bomb\n"
+    assert session.execute_command(["sh", "-c", "sleep 0 & wait; echo forks"]).stdout == "forks\n"
 
 
 @pytest.mark.requires("own_cgroup")
@@ -125,18 +169,61 @@ def test_memory_bomb_is_reported_as_such(session: SandboxSession) -> None:
     assert session.run("print('after oom')").stdout == "after oom\n"
 
 
+ONE_GIB = 1024**3
+AREAS = ("/sandbox", "/tmp", "/dev/shm")
+
+
 @pytest.mark.requires("file_size_limit")
 def test_giant_file_hits_the_file_size_limit(session: SandboxSession) -> None:
-    with pytest.raises(DiskLimitError):
+    # A sparse write that crosses 1 GiB: the file stops at the limit (not one byte past it) in every area, the
+    # writer dies of SIGXFSZ (128 + 25), and the session goes on.
+    with pytest.raises(DiskLimitError) as raised:
         session.execute_command("truncate -s 50G /sandbox/huge")
+    assert raised.value.output is not None and raised.value.output.exit_code == 153
+    assert session.execute_command("stat -c %s /sandbox/huge 2>/dev/null || echo none").stdout in ("0\n", "none\n")
     session.execute_command("rm -f /sandbox/huge")
+    for area in AREAS[:2]:  # /dev/shm is smaller than the limit: see the filling test
+        target = f"{area}/crossing"
+        with pytest.raises(DiskLimitError) as raised:
+            session.execute_command(f"dd if=/dev/zero of={target} bs=1M seek=1023 count=2 status=none")
+        assert raised.value.output is not None and raised.value.output.exit_code == 153, area
+        assert session.execute_command(["stat", "-c", "%s", target]).stdout == f"{ONE_GIB}\n", area
+        assert session.execute_command(["rm", "-f", target]).exit_code == 0
+    assert session.run("print('after giant')").stdout == "after giant\n"
 
 
-def test_filling_tmp_and_dev_shm_stays_inside_the_sandbox(session: SandboxSession) -> None:
-    for target in ("/tmp/fill", "/dev/shm/fill", "/sandbox/fill"):
-        result = session.execute_command(f"head -c 80M /dev/zero > {target}; echo rc=$?; rm -f {target}")
-        assert "rc=" in result.stdout
-    assert session.run("print('after fill')").stdout == "after fill\n"
+def _size(session: SandboxSession, path: str) -> int:
+    return int(session.execute_command(["stat", "-c", "%s", path]).stdout)
+
+
+def test_filling_tmp_and_dev_shm_stays_inside_the_sandbox(backend: Harness) -> None:
+    fill = 80 * 1024 * 1024
+    with backend.session(lang="python") as session:
+        # The workdir and /tmp are the container's own writable layer: 80 MiB go in whole (each file is bounded
+        # by the file-size limit, see the giant-file test) and can be removed again.
+        for area in AREAS[:2]:
+            result = session.execute_command(f"head -c 80M /dev/zero > {area}/fill")
+            assert (result.exit_code, result.stderr) == (0, ""), area
+            assert _size(session, f"{area}/fill") == fill, area
+            assert session.run("print('after fill')").stdout == "after fill\n"
+        # /dev/shm is a tmpfs of at most 64 MiB: the write fails with ENOSPC and keeps exactly what fitted.
+        shm_bytes = int(session.execute_command("df -k --output=size /dev/shm | tail -1").stdout) * 1024
+        assert 0 < shm_bytes <= 64 * 1024 * 1024
+        result = session.execute_command("head -c 80M /dev/zero > /dev/shm/fill")
+        assert result.exit_code == 1
+        assert "No space left on device" in result.stderr
+        assert _size(session, "/dev/shm/fill") == shm_bytes
+        assert session.run("print('after shm')").stdout == "after shm\n"
+        assert session.execute_command("echo small > /tmp/small && cat /tmp/small").stdout == "small\n"
+        # Removing the file gives the space back within the session.
+        session.execute_command("rm /dev/shm/fill")
+        assert session.execute_command("head -c 1M /dev/zero > /dev/shm/again").exit_code == 0
+        written = [f"{area}/fill" for area in AREAS]
+    # What a session wrote is gone with it: the next session finds none of it.
+    with backend.session(lang="python") as after:
+        assert after.execute_command(["ls", *written]).exit_code != 0
+        for path in written:
+            assert after.execute_command(["test", "-e", path]).exit_code == 1, path
 
 
 def test_labels_mark_the_container_for_cleanup(session: SandboxSession, engine_client: Any) -> None:

@@ -1,11 +1,10 @@
-"""Every language on the real engine, one parametrised suite: output, exit codes, compile errors, timeouts,
-libraries (from a registry where one is reachable, else from local sources), and attached containers."""
+"""Every language on the real engines (Docker and Podman), one parametrised suite: output, exit codes, compile
+errors, timeouts, libraries (from a registry where one is reachable, else from local sources), and attached
+containers."""
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness import Harness
 from llm_sandbox import (
     InvalidLibraryNameError,
     LibraryInstallationError,
@@ -23,7 +23,8 @@ from llm_sandbox import (
 from llm_sandbox.images import build_hint, default_image
 from llm_sandbox.languages.registry import get_language
 
-TEST_LABEL = "io.llm-sandbox.test"
+pytestmark = pytest.mark.backends("docker", "podman")
+
 # Every process in the sandbox but the lister itself: "pid args".
 PROCESSES = (
     "import os\nfor p in sorted(os.listdir('/proc')):\n"
@@ -209,18 +210,25 @@ LANGS = list(CASES)
 
 
 @pytest.fixture(scope="module", params=LANGS)
-def case(request: pytest.FixtureRequest, docker_client: Any) -> Case:
+def case(request: pytest.FixtureRequest, backend: Harness, engine_client: Any) -> Case:
     lang = str(request.param)
+    engine = backend.engine or "docker"
     try:
-        docker_client.images.get(default_image(lang))
+        engine_client.images.get(default_image(lang))
     except Exception:
-        pytest.fail(f"{default_image(lang)} is missing; build it with: {build_hint(lang)}", pytrace=False)
+        pytest.fail(
+            f"{default_image(lang)} is missing in {engine}; build it with: {build_hint(lang)}"
+            + (
+                " and copy it with: python -m llm_sandbox.images copy --to podman " + lang if engine == "podman" else ""
+            ),
+            pytrace=False,
+        )
     return CASES[lang]
 
 
 @pytest.fixture(scope="module")
-def session(case: Case) -> Iterator[SandboxSession]:
-    with SandboxSession(lang=case.lang) as opened:
+def session(case: Case, backend: Harness) -> Iterator[SandboxSession]:
+    with backend.session(lang=case.lang) as opened:
         yield opened
 
 
@@ -271,9 +279,9 @@ def test_timeout_kills_the_run_with_its_children_and_the_session_goes_on(session
     assert session.run(case.hello).stdout == "hello, world\n"
 
 
-def test_library_install_then_use(case: Case, tmp_path: Path) -> None:
+def test_library_install_then_use(case: Case, backend: Harness, tmp_path: Path) -> None:
     library = case.library
-    with SandboxSession(lang=case.lang) as session:
+    with backend.session(lang=case.lang) as session:
         assert session.run(library.code).exit_code != 0  # not there before the install
         for name, content in (library.sources or {}).items():
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -311,46 +319,37 @@ def test_injected_names_never_reach_the_package_manager(session: SandboxSession,
     assert session.execute_command("ls /tmp/pwned").exit_code != 0
 
 
-def test_attached_plain_container_of_the_languages_image(case: Case, docker_client: Any) -> None:
-    container = docker_client.containers.run(
-        default_image(case.lang),
-        ["sleep", "infinity"],
-        detach=True,
-        name=f"llm-sandbox-test-{uuid.uuid4().hex[:10]}",
-        labels={TEST_LABEL: str(os.getpid())},
-    )
-    try:
-        with SandboxSession(container_id=container.id, lang=case.lang) as session:
-            assert session.run(case.hello).stdout == "hello, world\n"
-            result = session.run(case.out_err_3)
-            assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
-            assert session.run(case.broken).exit_code != 0
-            assert leftovers(session, case) == ""
-        container.reload()
-        assert container.status == "running"
-    finally:
-        container.remove(force=True)
+def test_attached_plain_container_of_the_languages_image(case: Case, backend: Harness, make_container: Any) -> None:
+    container = make_container(default_image(case.lang))
+    with backend.session(container_id=container.id, lang=case.lang) as session:
+        assert session.run(case.hello).stdout == "hello, world\n"
+        result = session.run(case.out_err_3)
+        assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+        assert session.run(case.broken).exit_code != 0
+        assert leftovers(session, case) == ""
+    container.reload()
+    assert container.status == "running"
 
 
-def test_cpp_takes_compiler_flags_and_libraries_from_the_containers_environment() -> None:
+def test_cpp_takes_compiler_flags_and_libraries_from_the_containers_environment(backend: Harness) -> None:
     flags = {"CXXFLAGS": "-DLLM_SANDBOX_ANSWER=42 -Wall", "LDLIBS": "-lm"}
     code = (
         "#include <cmath>\n#include <cstdio>\nint main(int argc, char **) {\n"
         '    std::printf("%d %.0f\\n", LLM_SANDBOX_ANSWER, std::pow(2.0, 9 + argc));\n}\n'
     )
-    with SandboxSession(lang="cpp", runtime_configs={"environment": flags}) as session:
+    with backend.session(lang="cpp", runtime_configs={"environment": flags}) as session:
         result = session.run(code)
         assert (result.exit_code, result.stdout) == (0, "42 1024\n"), result.stderr
-    with SandboxSession(lang="cpp") as session:
+    with backend.session(lang="cpp") as session:
         result = session.run(code)  # without the flags: the compiler names the undefined macro
         assert result.exit_code != 0
         assert "main.cpp:4:" in result.stderr and "LLM_SANDBOX_ANSWER" in result.stderr
 
 
-def test_r_repository_comes_from_llm_sandbox_r_repos() -> None:
+def test_r_repository_comes_from_llm_sandbox_r_repos(backend: Harness) -> None:
     repository = "https://cran.llm-sandbox.invalid"
     with (
-        SandboxSession(lang="r", runtime_configs={"environment": {"LLM_SANDBOX_R_REPOS": repository}}) as session,
+        backend.session(lang="r", runtime_configs={"environment": {"LLM_SANDBOX_R_REPOS": repository}}) as session,
         pytest.raises(
             LibraryInstallationError, match=f"unable to access index for repository {repository}/src/contrib"
         ),

@@ -1,4 +1,5 @@
-"""The README's examples run as written (in a folder holding the local file they name)."""
+"""The README's examples run as written (in a folder holding the local file they name), on Docker (the default
+backend, as printed) and on Podman (the same code with ``backend="podman"`` added to its SandboxSession)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+
+from harness import Harness
+
+pytestmark = pytest.mark.backends("docker", "podman")
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -16,13 +21,26 @@ def readme_examples() -> list[str]:
     return blocks
 
 
+def on_backend(code: str, backend: Harness) -> str:
+    """The example as printed on Docker (the default backend); on another, its one session there."""
+    if backend.name == "docker":
+        return code
+    changed, count = re.subn(r"\bSandboxSession\(", f"SandboxSession(backend={backend.name!r}, ", code)
+    assert count == 1, "the README's example opens more or fewer sessions than one: update this test"
+    return changed
+
+
 @pytest.mark.parametrize("code", readme_examples(), ids=["quick-start", "using-it"])
 def test_readme_example_runs(
-    code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    code: str,
+    backend: Harness,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data.csv").write_text("a,b\n1,2\n")
-    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    exec(compile(on_backend(code, backend), "README.md", "exec"), {"__name__": "__readme__"})
     printed = capsys.readouterr().out
     if "6 * 7" in code:
         assert printed == "0 42\n\n"

@@ -23,9 +23,10 @@ from typing import Any, ClassVar
 
 import pytest
 
+from llm_sandbox.errors import OutputDecodingError
 from llm_sandbox.guest import BOOTSTRAP, agent_payload
 from llm_sandbox.guest.protocol import Ended, Field
-from llm_sandbox.link import GuestLink, GuestLinkError, OutputCallback, Reply
+from llm_sandbox.link import GuestLink, OutputCallback, Reply
 from llm_sandbox.messages import (
     CloseReply,
     CloseRequest,
@@ -308,13 +309,13 @@ def test_an_unknown_operation_gets_an_error_reply(guest: Guest) -> None:
     assert guest.request(PingRequest()).error is None
 
 
-def test_a_decoding_error_breaks_the_link_so_no_stale_frame_is_read_later(guest: Guest) -> None:
+def test_a_decoding_error_is_raised_after_the_reply_and_no_stale_frame_is_read_later(guest: Guest) -> None:
     argv = [PYTHON, "-c", "import sys; sys.stdout.buffer.write(b'\\xff' * 10); sys.stdout.flush(); print('after')"]
-    with pytest.raises(UnicodeDecodeError):
+    with pytest.raises(OutputDecodingError):
         guest.run(argv, encoding_errors="strict")
-    assert guest.link.broken
-    with pytest.raises(GuestLinkError):
-        guest.request(PingRequest())
+    assert not guest.link.broken
+    after = guest.run([PYTHON, "-c", "print('own')"], encoding_errors="strict")
+    assert after.stdout == "own\n"
 
 
 # Collected files --------------------------------------------------------------------------------------------------

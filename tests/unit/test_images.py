@@ -1,13 +1,10 @@
-"""The image builder without an engine: names, hints, mirror parsing, recipe hashing and rebuild decisions."""
+"""The image builder without an engine: names, hints, mirror parsing, recipe hashing and the plan of the chain
+(building, skipping and rebuilding on a real engine: tests/integration/test_image_builder.py)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,23 +13,21 @@ from llm_sandbox.errors import ImageBuildError, LanguageNotSupportedError, Unsup
 from llm_sandbox.images import (
     BASE_IMAGE,
     IMAGE_LANGUAGES,
-    RECIPE_LABEL,
     ROOTFS_IMAGE,
     build_hint,
     default_image,
     normalize_language,
 )
-from llm_sandbox.images import engines as engines_module
-from llm_sandbox.images import rootfs as rootfs_module
 from llm_sandbox.images.__main__ import main
-from llm_sandbox.images.builder import ImageBuilder, resolve_languages
-from llm_sandbox.images.engines import CliEngine, ImageInfo
-from llm_sandbox.images.recipes import ImageStep, image_plan, layer_hash, recipe_text, rootfs_hash
+from llm_sandbox.images.builder import resolve_languages
+from llm_sandbox.images.engines import CliEngine
+from llm_sandbox.images.recipes import image_plan, layer_hash, recipe_text, rootfs_hash
 from llm_sandbox.images.rootfs import (
     DEFAULT_MIRROR,
     apt_source_files,
     extra_certificates,
     parse_debian_mirror,
+    prepare_rootfs,
     remove_scratch,
 )
 from llm_sandbox.languages.registry import LANGUAGES
@@ -229,8 +224,8 @@ def test_common_recipe_sets_up_the_helper_venv_workdir_and_ca_trust() -> None:
     text = recipe_text("common")
     assert "FROM ${ROOTFS_IMAGE}" in text
     assert "python3 -m venv /opt/venv" in text
-    assert "chown -R 65534:65534 /opt/venv" in text
-    assert "install -d -o 65534 -g 65534 -m 0755 /sandbox" in text
+    assert "65534 /opt/venv" not in text  # the venv stays root's: it is on root's PATH
+    assert "install -d -o 65534 -g 65534 -m 0755 /sandbox /opt/llm-sandbox/user" in text
     assert "ENV PATH=/opt/venv/bin:$PATH" in text
     assert "update-ca-certificates" in text
     for variable in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS"):
@@ -328,7 +323,7 @@ def test_prepare_rootfs_cleans_apt_and_installs_the_host_ca(tmp_path: Path) -> N
     host_bundle = tmp_path / "host.crt"
     host_bundle.write_bytes(CERT_A + CERT_B + CERT_C)
 
-    ImageBuilder(FakeEngine(), ca_bundle_path=host_bundle)._prepare_rootfs(root)
+    prepare_rootfs(root, host_bundle)
 
     assert sorted(p.name for p in (root / "var/cache/apt/archives").iterdir()) == ["partial"]
     assert list((root / "var/lib/apt/lists").iterdir()) == []
@@ -340,240 +335,20 @@ def test_prepare_rootfs_cleans_apt_and_installs_the_host_ca(tmp_path: Path) -> N
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Rebuild decisions, with a fake engine
-
-
-class FakeEngine:
-    """Records builds; keeps images as tag -> (id, labels)."""
-
-    def __init__(self, name: str = "docker") -> None:
-        self.name = name
-        self.images: dict[str, ImageInfo] = {}
-        self.built: list[str] = []
-        self.build_args: dict[str, Mapping[str, str]] = {}
-        self.no_cache: list[bool] = []
-        self.removed: list[str] = []
-        self._counter = 0
-
-    def qualify(self, tag: str) -> str:
-        return f"localhost/{tag}" if self.name == "podman" else tag
-
-    def check(self) -> None:
-        return None
-
-    def inspect(self, tag: str) -> ImageInfo | None:
-        return self.images.get(tag)
-
-    def _store(self, tag: str, labels: Mapping[str, str]) -> None:
-        self._counter += 1
-        self.images[tag] = ImageInfo(id=f"id-{self._counter}", labels=dict(labels), size=self._counter)
-        self.built.append(tag)
-
-    def build(
-        self, tag: str, dockerfile: str, build_args: Mapping[str, str], labels: Mapping[str, str], no_cache: bool
-    ) -> None:
-        self.build_args[tag] = dict(build_args)
-        self.no_cache.append(no_cache)
-        self._store(tag, labels)
-
-    def import_rootfs(self, root: Path, tag: str, changes: Sequence[str]) -> None:
-        label = next(change for change in changes if change.startswith("LABEL "))
-        key, value = label.removeprefix("LABEL ").split("=", 1)
-        self._store(tag, {key: value})
-
-    def remove_if_untagged(self, image_id: str) -> None:
-        self.removed.append(image_id)
-
-
-class NoDebootstrapBuilder(ImageBuilder):
-    """Imports an empty directory instead of running debootstrap."""
-
-    def _build_rootfs(self, step: ImageStep) -> None:
-        self.engine.import_rootfs(Path("/nonexistent"), step.tag, [f"LABEL {RECIPE_LABEL}={step.recipe_hash}"])
-
-
-@pytest.fixture
-def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(rootfs_module, "SCRATCH_PARENT", tmp_path)
-    return tmp_path
-
-
-def _builder(engine: FakeEngine, recipes: Recipes, tmp_path: Path) -> NoDebootstrapBuilder:
-    bundle = tmp_path / "ca.crt"
-    if not bundle.exists():
-        bundle.write_bytes(CERT_A)
-    return NoDebootstrapBuilder(engine, ca_bundle_path=bundle, load_recipe=recipes)
-
-
-def test_first_build_then_nothing_to_do(lock_dir: Path) -> None:
-    engine, recipes = FakeEngine(), Recipes()
-    outcomes = _builder(engine, recipes, lock_dir).build(["python"])
-    assert engine.built == [ROOTFS_IMAGE, BASE_IMAGE, "llm-sandbox/python:bookworm"]
-    assert [outcome.action for outcome in outcomes] == ["built", "built", "built"]
-    assert engine.build_args[BASE_IMAGE] == {"ROOTFS_IMAGE": ROOTFS_IMAGE}
-    assert engine.build_args["llm-sandbox/python:bookworm"] == {"BASE_IMAGE": BASE_IMAGE}
-    assert engine.no_cache == [False, False]
-    assert engine.removed == []
-    assert (lock_dir / "llm-sandbox-images-docker.lock").exists()
-
-    engine.built.clear()
-    outcomes = _builder(engine, recipes, lock_dir).build(["python"])
-    assert engine.built == []
-    assert [outcome.action for outcome in outcomes] == ["up to date"] * 3
-
-
-def test_a_changed_language_recipe_rebuilds_only_that_image(lock_dir: Path) -> None:
-    engine, recipes = FakeEngine(), Recipes()
-    _builder(engine, recipes, lock_dir).build(["python", "go"])
-    old_go = engine.images["llm-sandbox/go:bookworm"].id
-    engine.built.clear()
-    recipes.texts["go"] += "RUN go version\n"
-    _builder(engine, recipes, lock_dir).build(["python", "go"])
-    assert engine.built == ["llm-sandbox/go:bookworm"]
-    assert engine.removed == [old_go]
-
-
-def test_a_changed_common_recipe_rebuilds_base_and_languages_but_not_rootfs(lock_dir: Path) -> None:
-    engine, recipes = FakeEngine(), Recipes()
-    _builder(engine, recipes, lock_dir).build(["python", "r"])
-    old = {tag: info.id for tag, info in engine.images.items()}
-    engine.built.clear()
-    recipes.texts["common"] += "RUN true\n"
-    _builder(engine, recipes, lock_dir).build(["r"])
-    assert engine.built == [BASE_IMAGE, "llm-sandbox/r:bookworm"]
-    assert engine.removed == [old["llm-sandbox/r:bookworm"], old[BASE_IMAGE]]
-    statuses = {status.step.name: status.state.value for status in _builder(engine, recipes, lock_dir).status()}
-    assert statuses == {
-        "rootfs": "present",
-        "base": "present",
-        "python": "stale",
-        "javascript": "absent",
-        "java": "absent",
-        "cpp": "absent",
-        "go": "absent",
-        "ruby": "absent",
-        "r": "present",
-    }
-
-
-def test_a_new_host_ca_bundle_rebuilds_everything(lock_dir: Path) -> None:
-    engine, recipes = FakeEngine(), Recipes()
-    _builder(engine, recipes, lock_dir).build(["cpp"])
-    engine.built.clear()
-    (lock_dir / "ca.crt").write_bytes(CERT_A + CERT_B)
-    _builder(engine, recipes, lock_dir).build(["cpp"])
-    assert engine.built == [ROOTFS_IMAGE, BASE_IMAGE, "llm-sandbox/cpp:bookworm"]
-
-
-def test_force_rebuilds_the_whole_chain_without_cache(lock_dir: Path) -> None:
-    engine, recipes = FakeEngine(), Recipes()
-    _builder(engine, recipes, lock_dir).build(["java"])
-    engine.built.clear()
-    engine.no_cache.clear()
-    _builder(engine, recipes, lock_dir).build(["java"], force=True)
-    assert engine.built == [ROOTFS_IMAGE, BASE_IMAGE, "llm-sandbox/java:bookworm"]
-    assert engine.no_cache == [True, True]
-
-
-def test_a_foreign_image_with_our_tag_is_stale(lock_dir: Path) -> None:
-    engine, recipes = FakeEngine(), Recipes()
-    engine.images[ROOTFS_IMAGE] = ImageInfo(id="theirs", labels={}, size=1)
-    _builder(engine, recipes, lock_dir).build(["python"])
-    assert engine.built[0] == ROOTFS_IMAGE
-    assert engine.removed == ["theirs"]
-
-
-def test_podman_build_args_name_the_localhost_parent(lock_dir: Path) -> None:
-    engine, recipes = FakeEngine("podman"), Recipes()
-    _builder(engine, recipes, lock_dir).build(["ruby"])
-    assert engine.build_args["llm-sandbox/ruby:bookworm"] == {"BASE_IMAGE": f"localhost/{BASE_IMAGE}"}
-    assert (lock_dir / "llm-sandbox-images-podman.lock").exists()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The command-line engine, with a fake runner
-
-
-class FakeRunner:
-    """Stands in for subprocess.run: answers from a table keyed by argv[1:3]."""
-
-    def __init__(self, answers: Mapping[tuple[str, ...], tuple[int, str, str]]) -> None:
-        self.answers = answers
-        self.calls: list[tuple[list[str], dict[str, Any]]] = []
-
-    def __call__(self, argv: list[str], **kwargs: Any) -> Any:
-        import subprocess
-
-        self.calls.append((argv, kwargs))
-        code, out, err = self.answers.get(tuple(argv[1:3]), (0, "", ""))
-        return subprocess.CompletedProcess(argv, code, out, err)
-
-
-def test_cli_engine_inspect_parses_labels_and_size() -> None:
-    runner = FakeRunner(
-        {("image", "inspect"): (0, '[{"Id": "sha256:abc", "Size": 123, "Config": {"Labels": {"a": "b"}}}]', "")}
-    )
-    info = CliEngine("docker", runner).inspect("llm-sandbox/python:bookworm")
-    assert info == ImageInfo(id="sha256:abc", labels={"a": "b"}, size=123)
-    argv, kwargs = runner.calls[0]
-    assert argv == ["docker", "image", "inspect", "llm-sandbox/python:bookworm"]
-    assert kwargs["env"]["DOCKER_BUILDKIT"] == "0"
-
-
-def test_cli_engine_inspect_without_labels_and_absent_images() -> None:
-    no_labels = FakeRunner({("image", "inspect"): (0, '[{"Id": "x", "Size": 1, "Config": {"Labels": null}}]', "")})
-    assert CliEngine("docker", no_labels).inspect("t") == ImageInfo(id="x", labels={}, size=1)
-    absent = FakeRunner({("image", "inspect"): (1, "[]", "Error: No such image: t")})
-    assert CliEngine("docker", absent).inspect("t") is None
-    podman_absent = FakeRunner({("image", "inspect"): (125, "[]", "Error: t: image not known")})
-    assert CliEngine("podman", podman_absent).inspect("t") is None
-    broken = FakeRunner({("image", "inspect"): (1, "", "Cannot connect to the Docker daemon")})
-    with pytest.raises(ImageBuildError, match="Cannot connect"):
-        CliEngine("docker", broken).inspect("t")
+# The command-line engine (nothing here runs the engine; tests/integration/test_image_builder.py builds for real)
 
 
 def test_cli_engine_names_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DOCKER_BUILDKIT", raising=False)
-    podman = CliEngine("podman", FakeRunner({}))
+    podman = CliEngine("podman")
     assert podman.qualify("llm-sandbox/python:bookworm") == "localhost/llm-sandbox/python:bookworm"
     assert podman.qualify("docker.io/library/debian:12") == "docker.io/library/debian:12"
     assert "DOCKER_BUILDKIT" not in podman.env
-    assert CliEngine("docker", FakeRunner({})).qualify("llm-sandbox/r:bookworm") == "llm-sandbox/r:bookworm"
+    docker = CliEngine("docker")
+    assert docker.qualify("llm-sandbox/r:bookworm") == "llm-sandbox/r:bookworm"
+    assert docker.env["DOCKER_BUILDKIT"] == "0"  # the classic builder: recipes use no BuildKit features
     with pytest.raises(UnsupportedBackendError):
         CliEngine("kubernetes")
-
-
-def test_cli_engine_build_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(rootfs_module, "SCRATCH_PARENT", tmp_path)
-    monkeypatch.setattr(shutil, "which", lambda name, path=None: f"/usr/sbin/{name}")
-    seen: list[tuple[list[str], str, Mapping[str, str] | None]] = []
-
-    def fake_streaming(argv: Sequence[str], what: str, env: Mapping[str, str] | None = None) -> None:
-        context = Path(argv[-1])
-        assert (context / "Dockerfile").read_text(encoding="utf-8") == "FROM x\n"
-        seen.append((list(argv), what, env))
-
-    monkeypatch.setattr(engines_module, "run_streaming", fake_streaming)
-    CliEngine("docker", FakeRunner({})).build(
-        "llm-sandbox/go:bookworm", "FROM x\n", {"BASE_IMAGE": "b"}, {"l": "v"}, True
-    )
-    CliEngine("podman", FakeRunner({})).build("llm-sandbox/go:bookworm", "FROM x\n", {}, {}, False)
-
-    docker_argv, _what, docker_env = seen[0]
-    assert docker_argv[:4] == ["docker", "build", "--tag", "llm-sandbox/go:bookworm"]
-    assert "--no-cache" in docker_argv
-    assert docker_argv[docker_argv.index("--build-arg") :][:2] == ["--build-arg", "BASE_IMAGE=b"]
-    assert docker_argv[docker_argv.index("--label") :][:2] == ["--label", "l=v"]
-    assert docker_env is not None
-    assert docker_env["DOCKER_BUILDKIT"] == "0"
-
-    podman_argv = seen[1][0]
-    assert podman_argv[:4] == ["podman", "build", "--tag", "localhost/llm-sandbox/go:bookworm"]
-    assert podman_argv[podman_argv.index("--runtime") :][:2] == ["--runtime", "runc"]
-    assert "nofile=1024:1024" in podman_argv
-    assert "--pull=never" in podman_argv
-    assert "--no-cache" not in podman_argv
-    assert list(tmp_path.iterdir()) == []  # the build context was removed
 
 
 def test_remove_scratch_removes_a_plain_tree(tmp_path: Path) -> None:
@@ -583,37 +358,5 @@ def test_remove_scratch_removes_a_plain_tree(tmp_path: Path) -> None:
     (scratch / "root/link").symlink_to("/etc")
     remove_scratch(scratch)
     assert not scratch.exists()
+    assert (Path("/etc") / "passwd").exists()  # the link was removed, not followed
     remove_scratch(scratch)  # already gone: no error
-
-
-def _rootfs_step() -> ImageStep:
-    return image_plan(b"ca", Recipes())["rootfs"]
-
-
-def test_rootfs_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(ImageBuildError, match="needs root"):
-        ImageBuilder(FakeEngine(), mirror=DEFAULT_MIRROR)._build_rootfs(_rootfs_step())
-
-
-def test_rootfs_needs_debootstrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(shutil, "which", lambda name, path=None: None)
-    with pytest.raises(ImageBuildError, match="apt-get install -y debootstrap"):
-        ImageBuilder(FakeEngine(), mirror=DEFAULT_MIRROR)._build_rootfs(_rootfs_step())
-
-
-def test_a_failed_debootstrap_leaves_no_scratch_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    fake = tmp_path / "debootstrap"
-    fake.write_text('#!/bin/sh\nmkdir -p "$4/etc"\necho "E: no mirror here"\nexit 1\n', encoding="utf-8")
-    fake.chmod(0o755)
-    scratch_parent = tmp_path / "scratch"
-    scratch_parent.mkdir()
-    monkeypatch.setattr(rootfs_module, "SCRATCH_PARENT", scratch_parent)
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(shutil, "which", lambda name, path=None: str(fake) if name == "debootstrap" else None)
-    engine = FakeEngine()
-    with pytest.raises(ImageBuildError, match="E: no mirror here"):
-        ImageBuilder(engine, mirror=DEFAULT_MIRROR)._build_rootfs(_rootfs_step())
-    assert list(scratch_parent.iterdir()) == []
-    assert engine.built == []

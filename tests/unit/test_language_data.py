@@ -201,7 +201,9 @@ def test_only_system_package_installs_run_as_root() -> None:
 
 
 def test_environment_values_are_filled_with_the_workdir() -> None:
-    assert LANGUAGES["javascript"].environment_for({"workdir": "/w"}) == {"NODE_PATH": "/w/node_modules"}
+    assert LANGUAGES["javascript"].environment_for({"workdir": "/w"}) == {
+        "NODE_PATH": "/opt/llm-sandbox/user/node/node_modules:/w/node_modules"
+    }
     assert LANGUAGES["java"].environment_for({"workdir": "/w"}) == {"CLASSPATH": "/w/lib/*"}
 
 

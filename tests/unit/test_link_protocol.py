@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from llm_sandbox.errors import OutputDecodingError
 from llm_sandbox.guest.protocol import (
     FRAME_HEADER,
     Field,
@@ -29,6 +30,7 @@ from llm_sandbox.link import (
     LinkProtocol,
     OutputChunk,
     ReplyAssembler,
+    ReplyHandOverError,
 )
 
 
@@ -46,7 +48,8 @@ def file_frame(name: str, data: bytes) -> bytes:
 
 
 def in_flight(protocol: LinkProtocol) -> int:
-    protocol.encode_request(ping_request())
+    """A request in flight that may collect files (a request that names no budget gets none)."""
+    protocol.encode_request({**ping_request(), Field.COLLECT_BUDGET: 1024})
     assert protocol.pending is not None
     return protocol.pending
 
@@ -208,22 +211,40 @@ def test_an_error_reply_is_a_reply() -> None:
     assert reply.error == "boom"
 
 
-def test_a_broken_reply_leaves_no_stale_frames_for_the_next_request() -> None:
-    """A decoding error in the middle of a reply (strict decoding): the driver marks the link broken, and what was
-    still buffered is never read as the next request's reply."""
+def test_a_reply_that_cannot_be_decoded_is_read_to_its_end_and_the_link_goes_on() -> None:
+    """A decoding error in the middle of a reply (strict decoding): the rest of the reply is still read, the error
+    is raised once it ended, and the next request's reply is its own (nothing stale is left on the link)."""
     protocol = LinkProtocol()
     request_id = in_flight(protocol)
     assembler = ReplyAssembler(encoding_errors="strict")
     data = frame(Frame.STDOUT, b"\xff\xfe") + frame(Frame.STDOUT, b"more") + reply_frame(request_id, {})
-    events = protocol.feed(data[: len(data) - 3])
-    assert len(events) == 2
-    with pytest.raises(UnicodeDecodeError):
-        assembler.add(events[0])
-    protocol.fail()
-    with pytest.raises(GuestLinkError):
-        protocol.encode_request(ping_request())
-    with pytest.raises(GuestLinkError):
-        protocol.feed(data[len(data) - 3 :])
+    events = protocol.feed(data)
+    assert [assembler.add(event) for event in events[:-1]] == [None, None]
+    with pytest.raises(ReplyHandOverError) as raised:
+        assembler.add(events[-1])
+    assert isinstance(raised.value.error, OutputDecodingError)
+    assert isinstance(raised.value.error, UnicodeDecodeError)
+    assert not protocol.broken
+    next_id = in_flight(protocol)
+    reply = ReplyAssembler().add(protocol.feed(frame(Frame.STDOUT, b"own") + reply_frame(next_id, {}))[-1])
+    assert reply is None or reply.stdout == ""  # the final event alone: output went to another assembler
+    assert protocol.pending is None
+
+
+def test_a_callbacks_error_is_raised_after_the_reply_and_the_link_goes_on() -> None:
+    protocol = LinkProtocol()
+    request_id = in_flight(protocol)
+
+    def refuse(text: str) -> None:
+        raise RuntimeError("the caller's own bug")
+
+    assembler = ReplyAssembler(on_stdout=refuse)
+    events = protocol.feed(frame(Frame.STDOUT, b"a") + frame(Frame.STDOUT, b"b") + reply_frame(request_id, {}))
+    assert [assembler.add(event) for event in events[:-1]] == [None, None]  # kept, not raised, mid-reply
+    with pytest.raises(ReplyHandOverError) as raised:
+        assembler.add(events[-1])
+    assert isinstance(raised.value.error, RuntimeError)
+    assert not protocol.broken
 
 
 def test_the_guest_json_writer_and_the_host_reader_agree_on_a_reply() -> None:

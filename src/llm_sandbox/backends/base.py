@@ -98,14 +98,39 @@ class ContainerSpec:
     relaxed: frozenset[str] = frozenset()
 
 
+#: How long a one-shot exec may run before it is abandoned, unless its ``Command`` says otherwise.
+DEFAULT_EXEC_TIMEOUT_S = 120.0
+#: How many bytes of each of a one-shot exec's streams are read before it is abandoned, unless its ``Command`` says.
+DEFAULT_EXEC_OUTPUT_LIMIT = 64 * 1024 * 1024
+#: The exit code of an exec abandoned at its byte cap: its real end is unknown.
+ABANDONED_EXIT = -1
+
+
 @dataclass(frozen=True)
 class Command:
-    """A process to start in the sandbox: an argv (never a shell string), and as whom, where and with what."""
+    """A process to start in the sandbox: an argv (never a shell string), and as whom, where and with what.
+
+    ``timeout`` and ``output_limit`` bound a one-shot exec (``Channel.exec``): past ``timeout`` seconds it is
+    abandoned and ContainerError raised; past ``output_limit`` bytes on either stream its output is cut there and
+    it is abandoned (``ExecOutput.truncated``). A long-lived stream (``open_stream``) ignores both.
+    """
 
     argv: Sequence[str]
     user: str | None = None
     workdir: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = DEFAULT_EXEC_TIMEOUT_S
+    output_limit: int = DEFAULT_EXEC_OUTPUT_LIMIT
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ValidationError(f"an exec's timeout must be a positive number of seconds, not {self.timeout!r}")
+        if self.output_limit <= 0:
+            raise ValidationError(f"an exec's output limit must be a positive number of bytes, not {self.output_limit}")
+
+    def describe(self) -> str:
+        """The command's program, for error messages."""
+        return repr(self.argv[0]) if self.argv else "an empty command"
 
     def wrapped(self, prefix: Sequence[str]) -> Command:
         """The same command run through ``prefix`` (an environment wrapper such as ``micromamba run -n env``)."""
@@ -114,11 +139,15 @@ class Command:
 
 @dataclass(frozen=True)
 class ExecOutput:
-    """Result of a one-shot exec: raw bytes, decoded by the caller."""
+    """Result of a one-shot exec: raw bytes, decoded by the caller.
+
+    ``truncated``: a stream reached the command's ``output_limit``; the output is cut there, the exec was abandoned
+    and ``exit_code`` is ``ABANDONED_EXIT`` (its real end is unknown)."""
 
     exit_code: int
     stdout: bytes
     stderr: bytes
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,7 +216,10 @@ class Channel(ABC):
 
     @abstractmethod
     def exec(self, command: Command) -> ExecOutput:
-        """Run a command to completion and return its output (setup work; runs use the guest stream)."""
+        """Run a command to completion and return its output (setup work; runs use the guest stream).
+
+        Bounded by ``command.timeout`` (ContainerError naming the command once it passes; the exec is abandoned)
+        and ``command.output_limit`` per stream (the output cut there, the exec abandoned, ``truncated`` set)."""
 
     @abstractmethod
     def open_stream(self, command: Command) -> DuplexStream:

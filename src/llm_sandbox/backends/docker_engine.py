@@ -10,10 +10,14 @@ from typing import Any
 
 from llm_sandbox.backends.base import Command, ContainerSpec
 from llm_sandbox.backends.docker_stream import DockerExecStream
-from llm_sandbox.backends.engine_errors import engine_errors
+from llm_sandbox.backends.engine_errors import engine_errors, is_missing
 from llm_sandbox.backends.oci import ARCHIVE_CHUNK, OciBackend, shared_client
 from llm_sandbox.backends.runtime_options import docker_create_options
 from llm_sandbox.backends.sdk import import_sdk
+
+# An install window's bridge: no traffic between the containers on it (there is only the sandbox, and Docker keeps
+# bridge networks apart from each other).
+ISOLATED_BRIDGE = {"com.docker.network.bridge.enable_icc": "false"}
 
 
 def default_docker_client() -> Any:
@@ -89,6 +93,43 @@ class DockerBackend(OciBackend):
         return int(self.client.api.exec_inspect(exec_id)["ExitCode"] or 0)
 
     def _switch_network(self, enabled: bool) -> None:
-        detach, attach = ("none", "bridge") if enabled else ("bridge", "none")
-        self.client.api.disconnect_container_from_network(self.container_id, detach)
-        self.client.api.connect_container_to_network(self.container_id, attach)
+        api = self.client.api
+        if enabled:
+            name, labels = self.install_network()
+            api.create_network(
+                name, driver="bridge", options=ISOLATED_BRIDGE, labels=labels, check_duplicate=True, attachable=False
+            )
+            self._install_network = name
+            try:
+                api.disconnect_container_from_network(self.container_id, "none")
+                api.connect_container_to_network(self.container_id, name)
+            except Exception:
+                self._close_window(name)
+                raise
+            return
+        window = self._install_network
+        if window is None:
+            return
+        self._close_window(window)
+
+    def _close_window(self, name: str) -> None:
+        """Disconnect the container from the install network, back to "none", and remove the network."""
+        api = self.client.api
+        attached = self._networks()
+        if name in attached:
+            api.disconnect_container_from_network(self.container_id, name, force=True)
+        if "none" not in attached:
+            api.connect_container_to_network(self.container_id, "none")
+        self._remove_network(name)
+        self._install_network = None
+
+    def _networks(self) -> set[str]:
+        details = self.client.api.inspect_container(self.container_id)
+        return set((details.get("NetworkSettings") or {}).get("Networks") or {})
+
+    def _remove_network(self, name: str) -> None:
+        try:
+            self.client.api.remove_network(name)
+        except Exception as error:
+            if not is_missing(self.sdk, error):
+                raise

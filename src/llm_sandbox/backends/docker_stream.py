@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 MUX_HEADER = struct.Struct(">BxxxI")
 STDOUT, STDERR = 1, 2
+MAX_READ = 1024 * 1024  # one read of the socket, whatever length a frame header announces
+SEND_TIMEOUT_S = 300.0  # one write to the process's stdin, in all (a request and its payload)
 
 
 class DockerExecStream:
@@ -31,43 +34,66 @@ class DockerExecStream:
         self.stderr_tail = b""  # the end of what the process wrote on stderr, for error messages
 
     def send(self, data: bytes) -> None:
+        """Write to the process's stdin; TimeoutError when it takes in nothing for ``SEND_TIMEOUT_S`` in all."""
+        self._sock.settimeout(SEND_TIMEOUT_S)
         self._sock.sendall(data)
 
     def recv(self, timeout: float | None) -> bytes:
-        """The next stdout bytes; stderr is logged; b"" at the end of the stream."""
+        """The next stdout bytes; stderr is logged; b"" at the end of the stream; TimeoutError when none came
+        within ``timeout`` (stderr does not count: a flood of it cannot hold the caller past its wait)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            frame = self._next_frame(timeout)
+            frame = self._next_frame(deadline)
             if frame is None:
                 return b""
             stream_id, payload = frame
             if stream_id == STDERR:
                 self.stderr_tail = (self.stderr_tail + payload)[-4096:]
-                logger.debug("guest stderr: %s", payload.decode("utf-8", "replace").rstrip())
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("guest stderr: %s", payload.decode("utf-8", "replace").rstrip())
             elif payload:
                 return payload
 
-    def read_all(self, timeout: float | None = None) -> tuple[bytes, bytes]:
-        """Everything the process writes until it exits, as (stdout, stderr)."""
+    def read_all(self, timeout: float, limit: int) -> tuple[bytes, bytes, bool]:
+        """What the process writes until it exits, as (stdout, stderr, truncated); the stream is closed after.
+
+        Each stream keeps at most ``limit`` bytes: once one reaches it, the rest is cut and the exec abandoned
+        (``truncated``). TimeoutError when the process has not ended ``timeout`` seconds from now.
+        """
+        deadline = time.monotonic() + timeout
         out, err = bytearray(), bytearray()
+        truncated = False
         try:
-            while (frame := self._next_frame(timeout)) is not None:
-                (err if frame[0] == STDERR else out).extend(frame[1])
+            while (frame := self._next_frame(deadline)) is not None:
+                target = err if frame[0] == STDERR else out
+                room = limit - len(target)
+                if len(frame[1]) > room:
+                    target += frame[1][:room]
+                    truncated = True
+                    break
+                target += frame[1]
         finally:
             self.close()
-        return bytes(out), bytes(err)
+        return bytes(out), bytes(err), truncated
 
-    def _next_frame(self, timeout: float | None) -> tuple[int, bytes] | None:
-        header = self._read_exact(MUX_HEADER.size, timeout)
+    def _next_frame(self, deadline: float | None) -> tuple[int, bytes] | None:
+        header = self._read_exact(MUX_HEADER.size, deadline)
         if not header:
             return None
         stream_id, size = MUX_HEADER.unpack(header)
-        return stream_id, self._read_exact(size, timeout) if size else b""
+        return stream_id, self._read_exact(size, deadline) if size else b""
 
-    def _read_exact(self, size: int, timeout: float | None) -> bytes:
-        self._sock.settimeout(timeout)
+    def _read_exact(self, size: int, deadline: float | None) -> bytes:
         while len(self._pending) < size:
+            if deadline is None:
+                self._sock.settimeout(None)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no answer from the sandbox in time")
+                self._sock.settimeout(remaining)
             try:
-                chunk = self._sock.recv(max(65536, size - len(self._pending)))
+                chunk = self._sock.recv(max(65536, min(size - len(self._pending), MAX_READ)))
             except TimeoutError as error:
                 raise TimeoutError("no answer from the sandbox in time") from error
             if not chunk:

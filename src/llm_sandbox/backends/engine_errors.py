@@ -44,6 +44,12 @@ def is_missing(sdk: str, error: BaseException) -> bool:
     return isinstance(error, api_error) and "no such container" in str(error)
 
 
+def is_gone_or_going(sdk: str, error: BaseException) -> bool:
+    """Whether removing a container failed only because it is gone already, or the engine is removing it itself
+    (auto-remove once its keep-alive ended)."""
+    return is_missing(sdk, error) or (status_code(error) == 409 and "progress" in str(error))
+
+
 def is_image_missing(sdk: str, error: BaseException) -> bool:
     # Podman answers a create from a missing image with a plain API error saying "image not known".
     return isinstance(error, _classes(sdk)[2]) or "image not known" in str(error)

@@ -20,7 +20,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from llm_sandbox.backends.base import ExecOutput
+from llm_sandbox.backends.base import (
+    ABANDONED_EXIT,
+    DEFAULT_EXEC_OUTPUT_LIMIT,
+    DEFAULT_EXEC_TIMEOUT_S,
+    ExecOutput,
+)
 from llm_sandbox.errors import ContainerError
 
 logger = logging.getLogger(__name__)
@@ -147,16 +152,30 @@ class ExecChannels:
             logger.debug("closing the exec connection failed", exc_info=True)
 
 
-def run_to_end(channels: ExecChannels, stdin: bytes | None = None, limit: int = 64 * 1024 * 1024) -> ExecOutput:
-    """Feed ``stdin`` (then close it), collect stdout and stderr (each up to ``limit`` bytes) and the exit code."""
+def run_to_end(
+    channels: ExecChannels,
+    stdin: bytes | None = None,
+    limit: int = DEFAULT_EXEC_OUTPUT_LIMIT,
+    timeout: float = DEFAULT_EXEC_TIMEOUT_S,
+    what: str = "the command",
+) -> ExecOutput:
+    """Feed ``stdin`` (then close it), collect stdout and stderr and the exit code, within ``timeout`` seconds.
+
+    Past the deadline the exec is abandoned (the connection closed) and ContainerError names ``what``. Once a stream
+    goes past ``limit`` bytes its output is cut there and the exec abandoned: ``truncated``, ``ABANDONED_EXIT``.
+    """
+    deadline = time.monotonic() + timeout
+    out, err = bytearray(), bytearray()
     try:
         if stdin is not None:
             channels.send_stdin(stdin)
             channels.close_stdin()
-        out, err = bytearray(), bytearray()
-        while (frame := channels.next_frame(None)) is not None:
-            target = out if frame[0] == STDOUT else err
-            target += frame[1][: max(0, limit - len(target))]
+        if _collect(channels, deadline, limit, out, err):
+            return ExecOutput(ABANDONED_EXIT, bytes(out), bytes(err), truncated=True)
+    except TimeoutError:
+        raise ContainerError(
+            f"{what} did not finish within its deadline of {timeout:g} s in the pod; it was abandoned"
+        ) from None
     finally:
         channels.close()
     status = channels.status
@@ -165,6 +184,24 @@ def run_to_end(channels: ExecChannels, stdin: bytes | None = None, limit: int = 
     if status.exit_code is None:
         err += status.message.encode() + b"\n"
     return ExecOutput(status.shell_exit_code(), bytes(out), bytes(err))
+
+
+def _collect(channels: ExecChannels, deadline: float, limit: int, out: bytearray, err: bytearray) -> bool:
+    """Read stdout and stderr into ``out`` and ``err`` until the end; True when one went past ``limit`` (the
+    reading stops there); TimeoutError at ``deadline``."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the exec did not end in time")
+        frame = channels.next_frame(remaining)
+        if frame is None:
+            return False
+        target = out if frame[0] == STDOUT else err
+        room = limit - len(target)
+        if len(frame[1]) > room:
+            target += frame[1][:room]
+            return True
+        target += frame[1]
 
 
 class KubeExecStream:

@@ -63,6 +63,8 @@ logger = logging.getLogger(__name__)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CD_AND_EXEC = 'cd -- "$1" && shift && exec "$@"'
 _MISSING_DIR_EXIT = 44
+PUT_ARCHIVE_TIMEOUT_S = 600.0  # tar -x of a whole archive sent on its stdin
+STAT_TIMEOUT_S = 30.0
 _EXTRACT = (
     'cd -- "$1" 2>/dev/null || { echo "llm_sandbox: no directory $1 in the pod" >&2; exit 44; }; '
     'shift; exec tar -x -f - -p "$@"'
@@ -254,8 +256,8 @@ class KubernetesBackend(Backend):
             logger.debug("exec user %r: on Kubernetes the pod's securityContext decides the user", command.user)
         argv = wrap_argv(command.argv, workdir=command.workdir, environment=command.environment)
         channels = self._open(argv, stdin=False)
-        with kube_errors(f"running {command.argv[0]!r} in pod {self._pod!r}"):
-            return run_to_end(channels)
+        with kube_errors(f"running {command.describe()} in pod {self._pod!r}"):
+            return run_to_end(channels, limit=command.output_limit, timeout=command.timeout, what=command.describe())
 
     def open_stream(self, command: Command) -> DuplexStream:
         argv = wrap_argv(command.argv, workdir=command.workdir, environment=command.environment)
@@ -267,7 +269,9 @@ class KubernetesBackend(Backend):
         argv = ["/bin/sh", "-c", _EXTRACT, "sh", path, *([] if keep_owner else ["--no-same-owner"])]
         channels = self._open(argv, stdin=True)
         with kube_errors(f"copying into {path}"):
-            output = run_to_end(channels, stdin=data)
+            output = run_to_end(
+                channels, stdin=data, timeout=PUT_ARCHIVE_TIMEOUT_S, what=f"copying into {path} (tar -x)"
+            )
         if output.exit_code == _MISSING_DIR_EXIT:
             raise SandboxFileNotFoundError(f"copying into {path}: no such directory in the pod")
         if output.exit_code != 0:
@@ -278,7 +282,7 @@ class KubernetesBackend(Backend):
         parent, name = posixpath.split(posixpath.normpath(path))
         if not name:
             raise ValidationError("copying the whole file system out of a pod is not supported: name a path")
-        stat = self.exec(Command(["stat", "-c", "%F|%s", "--", path]))
+        stat = self.exec(Command(["stat", "-c", "%F|%s", "--", path], timeout=STAT_TIMEOUT_S, output_limit=64 * 1024))
         kind, size = "directory", 0  # without stat (exit 127): sizes are still checked while extracting
         if stat.exit_code == 0:
             kind, _, text = stat.stdout.decode("utf-8", "replace").strip().rpartition("|")

@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import os
+import secrets
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from llm_sandbox.backends.base import (
+    ABANDONED_EXIT,
     ArchiveStream,
     Backend,
     Command,
@@ -30,7 +32,12 @@ from llm_sandbox.backends.base import (
     ImageStore,
 )
 from llm_sandbox.backends.docker_stream import DockerExecStream
-from llm_sandbox.backends.engine_errors import engine_errors, is_image_missing, is_missing, status_code
+from llm_sandbox.backends.engine_errors import (
+    engine_errors,
+    is_gone_or_going,
+    is_image_missing,
+    is_missing,
+)
 from llm_sandbox.errors import (
     ContainerError,
     ImageBuildError,
@@ -39,10 +46,13 @@ from llm_sandbox.errors import (
     SandboxError,
     SandboxFileNotFoundError,
 )
+from llm_sandbox.labels import LABEL_PREFIX, MANAGED_LABEL, SANDBOX_LABEL, is_orphan, sandbox_labels
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_CHUNK = 1024 * 1024
+INSTALL_NETWORK_PREFIX = "llm-sandbox-install-"
+INSTALL_NETWORK_LABEL = f"{LABEL_PREFIX}.install-window"  # on an install network: the container it was made for
 GO_MODE_DIR = 1 << 31  # the directory bit of Go's os.FileMode, as the stat header reports it
 
 
@@ -76,6 +86,7 @@ class OciBackend(Backend, ImageStore):
     def __init__(self, client: Any | None = None) -> None:
         self._client = client
         self._container: Any = None
+        self._install_network: str | None = None  # the network of an open install window
 
     # The engine's dialect ------------------------------------------------------------------------------------
 
@@ -184,9 +195,15 @@ class OciBackend(Backend, ImageStore):
             try:
                 container.remove(force=True, v=True)
             except Exception as error:
-                # Gone already, or the engine is removing it itself (auto-remove after the keep-alive ended).
-                if not (is_missing(self.sdk, error) or (status_code(error) == 409 and "progress" in str(error))):
+                if not is_gone_or_going(self.sdk, error):
                     raise
+        network, self._install_network = self._install_network, None
+        if network is not None:  # an install window that could not be closed: its network goes with the container
+            try:
+                with self._errors(f"removing the install network {network}"):
+                    self._remove_network(network)
+            except ContainerError as error:
+                logger.warning("%s (the sweep removes it by its labels)", error)
 
     def is_running(self) -> bool:
         if self._container is None:
@@ -212,9 +229,23 @@ class OciBackend(Backend, ImageStore):
     # Exec ----------------------------------------------------------------------------------------------------
 
     def exec(self, command: Command) -> ExecOutput:
-        with self._errors(f"running {command.argv[0]!r} in the container"):
+        with self._errors(f"running {command.describe()} in the container"):
             exec_id = self._exec_create(command, stdin=False)
-            stdout, stderr = self._exec_connection(exec_id).read_all()
+            connection = self._exec_connection(exec_id)
+            try:
+                stdout, stderr, truncated = connection.read_all(command.timeout, command.output_limit)
+            except TimeoutError:
+                raise ContainerError(
+                    f"{command.describe()} did not finish within its deadline of {command.timeout:g} s in the "
+                    "container; it was abandoned"
+                ) from None
+            if truncated:
+                logger.warning(
+                    "%s wrote more than its limit of %d bytes on a stream; its output was cut and it was abandoned",
+                    command.describe(),
+                    command.output_limit,
+                )
+                return ExecOutput(ABANDONED_EXIT, stdout, stderr, truncated=True)
             return ExecOutput(self._exec_exit_code(exec_id), stdout, stderr)
 
     def open_stream(self, command: Command) -> DuplexStream:
@@ -241,6 +272,12 @@ class OciBackend(Backend, ImageStore):
     # Network -------------------------------------------------------------------------------------------------
 
     def set_network(self, enabled: bool) -> None:
+        """Open an install window (``enabled``) or close it.
+
+        The window is a bridge network made for this container alone (``install_network``: labelled as the
+        library's, with its owner, for the sweep; traffic between containers off), so no other container is
+        reachable from it; closing the window disconnects the container, cuts it off again and removes the
+        network."""
         if not self.owned:
             raise ContainerError("the network of an attached container is its owner's to change")
         with self._errors("switching the container's network"):
@@ -248,7 +285,23 @@ class OciBackend(Backend, ImageStore):
 
     @abstractmethod
     def _switch_network(self, enabled: bool) -> None:
-        """Connect the container to the engine's default network, or cut it off."""
+        """Connect the container to a new install network of its own, or cut it off (and remove that network)."""
+
+    @abstractmethod
+    def _remove_network(self, name: str) -> None:
+        """Remove a network (gone already is fine)."""
+
+    def install_network(self) -> tuple[str, dict[str, str]]:
+        """The name and labels of a new install network for this container."""
+        labels = dict(getattr(self._container, "labels", None) or {})
+        sandbox_id = labels.get(SANDBOX_LABEL) or self.container_id
+        name = f"{INSTALL_NETWORK_PREFIX}{self.container_id[:12]}-{secrets.token_hex(4)}"
+        return name, {**sandbox_labels(sandbox_id), INSTALL_NETWORK_LABEL: self.container_id}
+
+    @property
+    def install_network_name(self) -> str | None:
+        """The network of the open install window, if one is open."""
+        return self._install_network
 
     # Images --------------------------------------------------------------------------------------------------
 
@@ -284,6 +337,28 @@ class OciBackend(Backend, ImageStore):
             except Exception as error:
                 if not is_missing(self.sdk, error):
                     raise
+
+
+def sweep_install_networks(client: Any, *, sdk: str, older_than: float | None = None) -> list[str]:
+    """Remove the install-window networks whose owner process is gone (``labels.is_orphan``; or every one older
+    than ``older_than`` seconds); return their names. Run it after the orphaned containers are removed: a network
+    a container still uses stays (and is reported in the log)."""
+    removed: list[str] = []
+    with engine_errors("listing the library's install networks", sdk=sdk):
+        networks = client.networks.list(filters={"label": INSTALL_NETWORK_LABEL})
+    for network in networks:
+        attrs = network.attrs or {}
+        labels = dict(attrs.get("Labels") or attrs.get("labels") or {})
+        if labels.get(MANAGED_LABEL) != "true" or not is_orphan(labels, older_than=older_than):
+            continue
+        try:
+            with engine_errors(f"removing the install network {network.name}", sdk=sdk):
+                network.remove()
+        except ContainerError as error:
+            logger.warning("%s", error)
+            continue
+        removed.append(str(network.name))
+    return removed
 
 
 def decode_path_stat(header: str | None) -> dict[str, Any]:

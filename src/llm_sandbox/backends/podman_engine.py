@@ -8,8 +8,10 @@ host's hard limits); and the workdir is made writable from inside, since Podman 
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,10 +21,14 @@ from llm_sandbox.backends.engine_errors import engine_errors
 from llm_sandbox.backends.oci import ARCHIVE_CHUNK, OciBackend, decode_path_stat, shared_client
 from llm_sandbox.backends.runtime_options import podman_create_options
 from llm_sandbox.backends.sdk import import_sdk
-from llm_sandbox.errors import ContainerError
 
 ROOT_SOCKET = "/run/podman/podman.sock"
 NETWORK = "podman"
+EXEC_HANDSHAKE_TIMEOUT_S = 60.0
+# An install window's network. netavark 1.4 (Podman 4.3) keeps isolated networks apart from each other: a window
+# cannot reach another sandbox's window (sandboxes are on no other network), but it can still reach containers on
+# a non-isolated network such as the default "podman" (its "isolate=strict" arrived in later versions).
+ISOLATED_BRIDGE = {"isolate": "true"}
 
 
 def default_podman_socket() -> str:
@@ -65,12 +71,14 @@ class PodmanBackend(OciBackend):
             self._switch_network(False)
 
     def _after_start(self, spec: ContainerSpec) -> None:
-        # Root in the container has no capabilities, so it cannot chown; it can create a folder it then owns and
-        # open it to the code user (sticky, like /tmp). An image that already has a writable workdir is untouched.
-        script = 'test -d "$1" || { mkdir -p "$1" && chmod 1777 "$1"; }'
-        result = self.exec(Command(["/bin/sh", "-c", script, "sh", spec.workdir], user="0"))
-        if result.exit_code != 0:
-            raise ContainerError(f"cannot prepare the workdir {spec.workdir}: {result.stderr.decode(errors='replace')}")
+        # Root in the container has no capabilities: it can neither chown nor create a folder under a read-only
+        # one (Podman's / is 0555). The engine can: a missing workdir arrives as a folder entry of a tar, open to
+        # the code user (sticky, like /tmp), since Podman ignores copyUIDGID. An image that already has the
+        # workdir is untouched.
+        probe = Command(["/bin/sh", "-c", 'test -d "$1"', "sh", spec.workdir], user="0")
+        if self.exec(probe).exit_code == 0:
+            return
+        self.put_archive("/", _folders_archive(spec.workdir))
 
     def _checked(self, response: Any) -> Any:
         response.raise_for_status()
@@ -111,6 +119,8 @@ class PodmanBackend(OciBackend):
                 data=json.dumps({"Detach": False, "Tty": False}),
                 headers={"Connection": "Upgrade", "Upgrade": "tcp"},
                 stream=True,
+                # The default client waits forever; the stream sets its own deadlines once it is hijacked.
+                timeout=EXEC_HANDSHAKE_TIMEOUT_S,
             )
         )
         # podman-py has no call that returns the hijacked socket: it is the connection under the HTTP response
@@ -121,6 +131,56 @@ class PodmanBackend(OciBackend):
         return int(self._checked(self.client.api.get(f"/exec/{exec_id}/json")).json().get("ExitCode") or 0)
 
     def _switch_network(self, enabled: bool) -> None:
-        action = "connect" if enabled else "disconnect"
+        api = self.client.api
+        if enabled:
+            name, labels = self.install_network()
+            body = {
+                "name": name,
+                "driver": "bridge",
+                "labels": labels,
+                "options": ISOLATED_BRIDGE,
+                "dns_enabled": False,
+            }
+            self._checked(api.post("/networks/create", data=json.dumps(body)))
+            self._install_network = name
+            try:
+                self._connection(name, "connect")
+            except Exception:
+                self._close_window(name)
+                raise
+            return
+        window = self._install_network
+        if window is None:
+            # Before the container starts: it leaves the engine's default network it was created on.
+            self._connection(NETWORK, "disconnect")
+            return
+        self._close_window(window)
+
+    def _connection(self, network: str, action: str) -> None:
         body = json.dumps({"Container": self.container_id})
-        self._checked(self.client.api.post(f"/networks/{NETWORK}/{action}", data=body))
+        self._checked(self.client.api.post(f"/networks/{network}/{action}", data=body))
+
+    def _close_window(self, name: str) -> None:
+        """Disconnect the container from the install network and remove the network."""
+        details = self._checked(self.client.api.get(f"/containers/{self.container_id}/json")).json()
+        if name in ((details.get("NetworkSettings") or {}).get("Networks") or {}):
+            self._connection(name, "disconnect")
+        self._remove_network(name)
+        self._install_network = None
+
+    def _remove_network(self, name: str) -> None:
+        response = self.client.api.delete(f"/networks/{name}", params={"force": "true"})
+        if response.status_code != 404:
+            response.raise_for_status()
+
+
+def _folders_archive(path: str) -> bytes:
+    """A tar holding the folder ``path`` alone, open to everyone and sticky (mode 1777). Its missing parents are
+    made by the engine as it extracts; a parent that exists (``/tmp``, say) is left exactly as it is."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        entry = tarfile.TarInfo(path.strip("/"))
+        entry.type = tarfile.DIRTYPE
+        entry.mode = 0o1777
+        archive.addfile(entry)
+    return buffer.getvalue()

@@ -77,8 +77,12 @@ def validate_runtime_configs(configs: Mapping[str, Any]) -> dict[str, Any]:
     return dict(configs)
 
 
-# The capabilities root keeps in a created container, for the guest helper alone (the code never has any).
-HELPER_CAPABILITIES: tuple[str, ...] = ()
+# The capabilities root keeps in a created container, for the guest helper alone (the code never has any): it runs
+# as root and starts every process of the code under the code's uid (SETUID, SETGID: setresuid, setresgid and
+# setgroups; SETPCAP: empty the bounding set first, so the code's is empty too), and ends the code's processes,
+# which run under another uid (KILL). Nothing else: no DAC_OVERRIDE, CHOWN or FOWNER, so root's file work is
+# checked like anyone's (the helper does the code's file work as the code's effective uid).
+HELPER_CAPABILITIES: tuple[str, ...] = ("SETUID", "SETGID", "KILL", "SETPCAP")
 
 # runtime_configs keys that weaken a hardened default when they say so, and the relax_hardening name that allows it.
 NO_NEW_PRIVILEGES = "no-new-privileges"

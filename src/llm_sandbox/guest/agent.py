@@ -15,8 +15,14 @@ outside the run is touched (the container's own processes in an attached contain
 that outlive a run on purpose (the warm spare interpreter, long-lived children) are protected from that clean-up.
 
 What the sandbox guarantees comes in the first request (``info``), from the host, and nothing else decides it:
-``kill_all`` (kill(-1) as this uid reaches the code's processes only: used to end a run for good, and to confine
-what runs) and ``own_cgroup`` (the cgroup's counters are the sandbox's: used to tell a memory or process limit hit).
+``kill_all`` (kill(-1) as this uid reaches the code's processes only: used to end a run for good), ``own_cgroup``
+(the cgroup's counters are the sandbox's: used to tell a memory or process limit hit), ``seccomp`` (confine what
+runs), ``code_user`` and ``lease``. With ``code_user`` the guest runs as root and separated from the code
+(``confine.py`` says how): every process of the code runs under the code's uid, and after every run each process
+of that uid is found in /proc and killed, wherever it sits in the tree, but the protected ones. With ``lease`` the
+end of the guest's input (the host closed the link, or its process died) ends the sandbox: as root, kill(-1)
+reaches every process of the container but PID 1 and the guest, so the keep-alive command dies, the init exits
+and the engine stops (and removes) the container.
 """
 
 from __future__ import annotations
@@ -32,7 +38,14 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
     from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
     from llm_sandbox.guest.child import CHUNK, DRAIN_GRACE_S, Child
-    from llm_sandbox.guest.confine import become_subreaper
+    from llm_sandbox.guest.confine import (
+        INHERITED_ENVIRONMENT,
+        ActingAsCode,
+        become_subreaper,
+        can_confine,
+        namespace_filter,
+        separate_helper,
+    )
     from llm_sandbox.guest.filesystem import (
         collect_files,
         expand,
@@ -48,8 +61,10 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
     from llm_sandbox.guest.processes import (
         MY_PID,
         counters_raised,
+        end_sandbox,
         exit_status,
         kill_descendants,
+        kill_processes_of,
         resource_counters,
     )
     from llm_sandbox.guest.protocol import (
@@ -67,7 +82,7 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         spawn_reply,
     )
     from llm_sandbox.guest.warm import Spares, start_warm, warm_argv_path
-    from llm_sandbox.guest.wire import read_request, reply, send
+    from llm_sandbox.guest.wire import IN, input_ended, read_request, reply, send
 
     Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
 
@@ -97,26 +112,32 @@ class Run:
 
     def execute(self) -> Dict[str, Any]:
         request = self.request
-        temp_dir = make_temp_dir(request)
+        as_code = self.guest.as_code  # the files and the folder are the code's: made and removed as the code
+        with as_code:
+            temp_dir = make_temp_dir(request)
         try:
             files = [dict(item, **{Field.PATH: expand(item[Field.PATH], temp_dir)}) for item in request[Field.FILES]]
-            write_files(files)
+            with as_code:
+                write_files(files)
             argv = [expand(arg, temp_dir) for arg in request[Field.ARGV]]
             result = self.spawn_and_wait(argv, request)
             patterns = request.get(Field.COLLECT)
             if temp_dir and patterns:
                 # The run's processes are all gone: send what it left before the folder goes.
-                skipped = collect_files(temp_dir, patterns, int(request.get(Field.COLLECT_BUDGET) or 0))
+                with as_code:
+                    skipped = collect_files(temp_dir, patterns, int(request.get(Field.COLLECT_BUDGET) or 0))
                 result[Result.SKIPPED] = skipped
             return result
         finally:
             if temp_dir:
-                remove_tree(temp_dir)
+                with as_code:
+                    remove_tree(temp_dir)
 
     def spawn_and_wait(self, argv: List[str], request: Dict[str, Any]) -> Dict[str, Any]:
         guest = self.guest
-        env = child_environment(request)
-        cwd = usable_cwd(request)
+        env = child_environment(request, self.guest.code_path)
+        with guest.as_code:
+            cwd = usable_cwd(request)
         before = resource_counters(guest.own_cgroup)
         started = time.monotonic()
         python = request.get(Field.WARM_PYTHON)
@@ -129,7 +150,7 @@ class Run:
                 process = spare
                 start_warm(process, path)
             else:
-                process = Child(argv, env, cwd, confined=guest.kill_all)
+                process = Child(argv, env, cwd, guest.seccomp, user=guest.code_ids)
         except OSError as error:
             message = "%s: %s\n" % (argv[0], error.strerror or error)
             self.relay(Frame.STDERR, message.encode())
@@ -140,7 +161,7 @@ class Run:
         self.pump(process, deadline)
         returncode = process.wait()
         duration = time.monotonic() - started
-        kill_descendants(False, protected=guest.protected())
+        guest.clean_up(False)
         raised = counters_raised(before, resource_counters(guest.own_cgroup))
         return exec_reply(exit_status(returncode), duration, self.timed_out, self.truncated, raised)
 
@@ -149,6 +170,8 @@ class Run:
         poller = select.poll()
         for fd in kinds:
             poller.register(fd, select.POLLIN)
+        if self.guest.lease:  # the host sends nothing while a request runs: input now means its end
+            poller.register(IN.fileno(), select.POLLIN)
         exited_at = None
         while kinds:
             now = time.monotonic()
@@ -158,6 +181,11 @@ class Run:
             if exited_at is not None:
                 wait = min(wait, max(0.0, exited_at + DRAIN_GRACE_S - now))
             for fd, _event in poller.poll(int(wait * 1000)):
+                if fd not in kinds:
+                    if input_ended():
+                        self.guest.end_lease()  # the host is gone: the sandbox ends now, not after the run
+                    poller.unregister(fd)
+                    continue
                 data = os.read(fd, CHUNK)
                 if not data:
                     poller.unregister(fd)
@@ -181,12 +209,18 @@ class Run:
     def stop(self, process: Child) -> None:
         self.stopped = True
         process.kill()
-        kill_descendants(self.guest.kill_all, keep=process.pid, protected=self.guest.protected())
+        self.guest.clean_up(self.guest.kill_all, keep=process.pid)
 
 
-def child_environment(request: Dict[str, Any]) -> Dict[str, str]:
-    env = dict(os.environ)
-    env.update(request.get(Field.ENV) or {})
+def child_environment(request: Dict[str, Any], code_path: List[str]) -> Dict[str, str]:
+    """The code's environment: the container's, the request's on top, and the code's own folders last on PATH (its
+    installed programs are found, but never in place of the image's own tools or the sandbox's command wrapper;
+    a request that sets PATH itself, as an install does, gets it as it is)."""
+    env = dict(INHERITED_ENVIRONMENT)
+    asked = request.get(Field.ENV) or {}
+    env.update(asked)
+    if code_path and "PATH" not in asked:
+        env["PATH"] = os.pathsep.join([env.get("PATH") or os.defpath, *code_path])
     return env
 
 
@@ -198,16 +232,48 @@ def usable_cwd(request: Dict[str, Any]) -> Optional[str]:
     return cwd
 
 
-def find_python(workdir: str) -> str:
-    for name in VENV_NAMES:
-        candidate = os.path.join(workdir, name, "bin", "python")
-        if os.path.exists(os.path.join(workdir, name, "pyvenv.cfg")) and os.access(candidate, os.X_OK):
-            return candidate
-    for name in ("python3", "python"):
-        found = which(name)
-        if found:
-            return found
-    return sys.executable
+def find_python(workdir: str, prefix: List[str], guest: Guest) -> str:
+    """The code's interpreter: a virtual environment in the workdir, else what ``prefix`` (an environment wrapper
+    the helper does not run under) or the code's PATH finds. Looked up as the code's user."""
+    with guest.as_code:
+        for name in VENV_NAMES:
+            candidate = os.path.join(workdir, name, "bin", "python")
+            if os.path.exists(os.path.join(workdir, name, "pyvenv.cfg")) and os.access(
+                candidate, os.X_OK, effective_ids=True
+            ):
+                return candidate
+        if not prefix:
+            for name in ("python3", "python"):
+                found = which(name)
+                if found:
+                    return found
+            return sys.executable
+    lookup = [*prefix, "/bin/sh", "-c", "command -v python3 || command -v python"]
+    try:
+        child = Child(lookup, dict(INHERITED_ENVIRONMENT), None, guest.seccomp, user=guest.code_ids)
+    except OSError as error:
+        raise OSError("cannot run %s: %s" % (prefix[0], error.strerror or error)) from None
+    output = {child.stdout_fd: b"", child.stderr_fd: b""}
+    poller = select.poll()
+    for fd in output:
+        poller.register(fd, select.POLLIN)
+    remaining = len(output)
+    while remaining:
+        for fd, _event in poller.poll():
+            chunk = os.read(fd, CHUNK)
+            if chunk:
+                output[fd] += chunk
+            else:
+                poller.unregister(fd)
+                remaining -= 1
+    code = child.wait()
+    child.close()
+    lines = output[child.stdout_fd].decode(errors="replace").strip().splitlines()
+    if code == 0 and lines and lines[-1].startswith("/"):
+        return lines[-1]
+    said = output[child.stderr_fd].decode(errors="replace").strip()[-2000:]
+    # The wrapper itself failed (missing, or an environment it does not know): the sandbox cannot run anything.
+    raise OSError("%s found no python3 or python (exit %d)%s" % (" ".join(prefix), code, ": " + said if said else ""))
 
 
 class Guest:
@@ -216,6 +282,11 @@ class Guest:
     def __init__(self) -> None:
         self.kill_all = False  # until the host says so (info): kill(-1) reaches the code's processes only
         self.own_cgroup = False  # until the host says so (info): the cgroup counters are the sandbox's
+        self.seccomp = False  # until the host says so (info): the code runs under the library's seccomp filter
+        self.code_ids: Optional[Tuple[int, int]] = None  # separated (root, the code under these ids); from info
+        self.lease = False  # the end of the input ends the sandbox (separated only); from info
+        self.code_path: List[str] = []  # folders at the end of the code's PATH (its library prefix); from info
+        self.as_code = ActingAsCode()
         self.subreaper = False
         self.spares = Spares()
         self.children = LongLivedChildren()
@@ -223,7 +294,7 @@ class Guest:
         self.handlers: Dict[str, Handler] = {
             Op.INFO: self.info,
             Op.EXEC: self.execute,
-            Op.PUT: put_files,
+            Op.PUT: self.put,
             Op.PING: self.ping,
             Op.RESET: self.reset,
             Op.SPAWN: self.spawn,
@@ -253,14 +324,32 @@ class Guest:
         warm_next, self.warm_next = self.warm_next, None
         if warm_next is not None:
             python, cwd, env = warm_next
-            self.spares.prepare(python, cwd, env, confined=self.kill_all)
+            self.spares.prepare(python, cwd, env, self.seccomp, self.code_ids)
         else:
             self.spares.discard()
 
+    def clean_up(self, thorough: bool, keep: Optional[int] = None) -> None:
+        """End what a run (or a closed child) left. Separated: every process of the code's uid, wherever it is,
+        but the protected ones (the warm spare and the long-lived children exist by design between runs, and so
+        does what runs under them); else the helper's descendants (``kill_descendants``)."""
+        if self.code_ids is not None:
+            # The spare runs nothing of its own while it waits: whatever sits under it was put there, and goes.
+            spare = self.spares.child
+            alone = {spare.pid} if spare is not None and spare.returncode is None else set()
+            kill_processes_of(self.code_ids[0], self.children.pids(), keep, alone)
+        else:
+            kill_descendants(thorough, keep, protected=self.protected())
+
     def shutdown(self) -> None:
+        if self.lease:
+            self.end_lease()
         self.spares.discard()
         self.children.close_all()
-        kill_descendants(self.kill_all)
+        self.clean_up(self.kill_all)
+
+    def end_lease(self) -> None:
+        """The host is gone or let go: end the sandbox (``end_sandbox``)."""
+        end_sandbox()
 
     # Handlers ------------------------------------------------------------------------------------------------
 
@@ -268,15 +357,33 @@ class Guest:
         # Never kill(-1) as root, whatever the host says: it would reach every process of the container.
         self.kill_all = bool(request.get(Field.KILL_ALL)) and os.getuid() != 0
         self.own_cgroup = bool(request.get(Field.OWN_CGROUP))
+        ids = request.get(Field.CODE_USER)
+        if ids and self.code_ids is None and os.getuid() == 0:  # separated once, for good
+            separate_helper()
+            self.code_ids = (int(ids[0]), int(ids[1]))
+            self.as_code.ids = self.code_ids
+        self.lease = bool(request.get(Field.LEASE)) and self.code_ids is not None
+        if self.lease:  # a write to a host that is gone must end in the lease's end, not in SIGPIPE's death
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.seccomp = bool(request.get(Field.CONFINE))
+        self.code_path = [str(folder) for folder in request.get(Field.CODE_PATH) or []]
+        confinable = can_confine(self.code_ids) if self.seccomp else bool(namespace_filter(os.uname().machine))
         workdir = request.get(Field.WORKDIR) or "/"
+        # Where the code cannot be confined as asked, nothing of it runs (the host refuses the sandbox).
+        prefix = list(request.get(Field.PREFIX) or []) if confinable or not self.seccomp else []
+        python = find_python(workdir, prefix, self)
+        with self.as_code:
+            writable = os.access(workdir, os.W_OK, effective_ids=True)
         return info_reply(
             MY_PID,
             os.getuid(),
-            find_python(workdir),
-            os.access(workdir, os.W_OK),
+            python,
+            writable,
             self.subreaper,
             self.kill_all,
             self.own_cgroup,
+            self.code_ids is not None,
+            confinable,
         )
 
     def ping(self, request: Dict[str, Any]) -> Dict[str, Any]:
@@ -290,23 +397,34 @@ class Guest:
         self.warm_next = run.warm_next
         return result
 
+    def put(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        with self.as_code:  # unpacked as the code's user: its files, its rights on the way
+            return put_files(request)
+
     def spawn(self, request: Dict[str, Any]) -> Dict[str, Any]:
         argv = list(request[Field.ARGV])
-        handle, pid = self.children.spawn(argv, child_environment(request), usable_cwd(request), self.kill_all)
+        with self.as_code:
+            cwd = usable_cwd(request)
+        handle, pid = self.children.spawn(
+            argv, child_environment(request, self.code_path), cwd, self.seccomp, self.code_ids
+        )
         return spawn_reply(handle, pid)
 
     def feed(self, request: Dict[str, Any]) -> Dict[str, Any]:
         child = self.children.get(request[Field.HANDLE])
         timeout = request.get(Field.TIMEOUT)
         ended, code = child.feed(
-            request[Field.DATA], request.get(Field.MARKER) or b"", None if timeout is None else float(timeout)
+            request[Field.DATA],
+            request.get(Field.MARKER) or b"",
+            None if timeout is None else float(timeout),
+            watch_input=self.lease,
         )
         return feed_reply(ended, code)
 
     def close(self, request: Dict[str, Any]) -> Dict[str, Any]:
         code = self.children.close(request[Field.HANDLE])
         # What it had started and abandoned moved to us: not protected any more, it goes too.
-        kill_descendants(False, protected=self.protected())
+        self.clean_up(False)
         return close_reply(code)
 
     def reset(self, request: Dict[str, Any]) -> Dict[str, Any]:
@@ -314,11 +432,12 @@ class Guest:
         uid owns in the workdir and in the temporary folder."""
         self.spares.discard()
         self.children.close_all()
-        kill_descendants(self.kill_all)
+        self.clean_up(self.kill_all)
         left: List[str] = []
-        for folder in (request.get(Field.WORKDIR), temp_base()):
-            if folder:
-                left.extend(wipe_owned(folder))
+        with self.as_code:
+            for folder in [request.get(Field.WORKDIR), temp_base(), *(request.get(Field.FOLDERS) or [])]:
+                if folder:
+                    left.extend(wipe_owned(folder))
         return reset_reply(left)
 
 
@@ -326,18 +445,20 @@ def main() -> None:
     guest = Guest()
     guest.subreaper = become_subreaper()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    while True:
-        request = read_request()
-        if request is None:
-            break
-        try:
-            result = guest.handle(request)
-        except Exception as error:  # report, never die: the session depends on this process
-            result = error_reply("%s: %s" % (type(error).__name__, error))
-        result[Result.ID] = request.get(Field.ID)
-        reply(result)
-        guest.after_reply()
-    guest.shutdown()
+    try:
+        while True:
+            request = read_request()
+            if request is None:
+                break
+            try:
+                result = guest.handle(request)
+            except Exception as error:  # report, never die: the session depends on this process
+                result = error_reply("%s: %s" % (type(error).__name__, error))
+            result[Result.ID] = request.get(Field.ID)
+            reply(result)
+            guest.after_reply()
+    finally:  # the end of the input, or a host gone while a reply was written
+        guest.shutdown()
 
 
 if __name__ == "__main__":

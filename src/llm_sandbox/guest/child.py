@@ -7,9 +7,9 @@ import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
-    from typing import Dict, List, Optional
+    from typing import Dict, List, Optional, Tuple
 
-    from llm_sandbox.guest.confine import confine, prefer_for_oom_kill
+    from llm_sandbox.guest.confine import confine, drop_privileges, prefer_for_oom_kill
     from llm_sandbox.guest.processes import wait_status
 
 CHUNK = 65536
@@ -20,10 +20,18 @@ DRAIN_GRACE_S = 0.05
 
 class Child:
     """A process started with fork and exec, in a session of its own, stdin from /dev/null (or a pipe) and its
-    output on two pipes. (The subprocess module would do, but importing it would cost every session's start-up.)"""
+    output on two pipes. (The subprocess module would do, but importing it would cost every session's start-up.)
+    ``user``: the code's (uid, gid), taken for good before the exec (the helper runs as root); ``confined``: the
+    seccomp filter is installed, as that user, right before the exec."""
 
     def __init__(
-        self, argv: List[str], env: Dict[str, str], cwd: Optional[str], confined: bool, stdin_pipe: bool = False
+        self,
+        argv: List[str],
+        env: Dict[str, str],
+        cwd: Optional[str],
+        confined: bool,
+        stdin_pipe: bool = False,
+        user: Optional[Tuple[int, int]] = None,
     ) -> None:
         in_read, in_write = os.pipe() if stdin_pipe else (None, None)
         out_read, out_write = os.pipe()
@@ -41,6 +49,8 @@ class Child:
                 os.dup2(in_read if in_read is not None else os.open(os.devnull, os.O_RDONLY), 0)
                 os.dup2(out_write, 1)
                 os.dup2(err_write, 2)
+                if user is not None:
+                    drop_privileges(user)  # before the chdir: the folder is entered with the code's rights
                 if cwd:
                     os.chdir(cwd)
                 if confined:

@@ -1,5 +1,6 @@
 """Files of a run (code files, its temporary folder, the files it collects back), copies into the sandbox and the
-reset's wipe, all done as the helper's user and never through a link the code may have planted."""
+reset's wipe, all done as the code's user (the helper's own, or the effective one it takes for the work when it runs
+as root: ``confine.ActingAsCode``) and never through a link the code may have planted."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
     from typing import Any, Callable, Dict, List, Optional, Sequence
 
+    from llm_sandbox.guest.confine import INHERITED_ENVIRONMENT
     from llm_sandbox.guest.protocol import Field, empty_reply, put_failed_reply
     from llm_sandbox.guest.wire import send_file
 
@@ -30,7 +32,7 @@ def write_files(files: List[Dict[str, Any]]) -> None:
 
 
 def temp_base() -> str:
-    return os.environ.get("TMPDIR") or "/tmp"
+    return INHERITED_ENVIRONMENT.get("TMPDIR") or "/tmp"
 
 
 def make_temp_dir(request: Dict[str, Any]) -> Optional[str]:
@@ -113,9 +115,9 @@ def remove_tree(path: str) -> None:
 
 
 def wipe_owned(folder: str) -> List[str]:
-    """Remove each entry at the top of ``folder`` that this uid owns, with everything in it (what the image or
-    the engine put there stays); the paths that could not be removed entirely."""
-    uid = os.getuid()
+    """Remove each entry at the top of ``folder`` that this (effective) uid owns, with everything in it (what the
+    image or the engine put there stays); the paths that could not be removed entirely."""
+    uid = os.geteuid()
     left: List[str] = []
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -232,9 +234,10 @@ def collect_files(folder: str, patterns: Sequence[str], budget: int) -> List[str
 
 
 def which(name: str) -> Optional[str]:
-    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+    """``name`` on the code's PATH, as the code would find it (run as the code's effective user)."""
+    for folder in INHERITED_ENVIRONMENT.get("PATH", os.defpath).split(os.pathsep):
         candidate = os.path.join(folder or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK, effective_ids=True):
             return candidate
     return None
 

@@ -18,9 +18,9 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
     from typing import Dict, List, Optional, Set, Tuple
 
     from llm_sandbox.guest.child import CHUNK, DRAIN_GRACE_S, Child, write_to_child
-    from llm_sandbox.guest.processes import exit_status, kill_tree
+    from llm_sandbox.guest.processes import end_sandbox, exit_status, kill_tree
     from llm_sandbox.guest.protocol import Ended, Frame
-    from llm_sandbox.guest.wire import send
+    from llm_sandbox.guest.wire import IN, input_ended, send
 
 POLL_IDLE_S = 0.5
 STDIN_CHUNK = 65536
@@ -74,9 +74,12 @@ class LongLived:
             found = self.take_stdout(data, marker)
         return found
 
-    def feed(self, data: bytes, marker: bytes, timeout: Optional[float]) -> Tuple[str, Optional[int]]:
+    def feed(
+        self, data: bytes, marker: bytes, timeout: Optional[float], watch_input: bool = False
+    ) -> Tuple[str, Optional[int]]:
         """Write ``data``, then relay output until the marker, the child's exit or ``timeout``. Returns why it
-        ended (``Ended``) and the exit status once the child has exited."""
+        ended (``Ended``) and the exit status once the child has exited. ``watch_input``: the end of the helper's
+        input meanwhile ends the sandbox at once (its lease; the host sends nothing while a request runs)."""
         child = self.child
         deadline = None if timeout is None else time.monotonic() + timeout
         pending, self.pending = self.pending, b""
@@ -101,13 +104,19 @@ class LongLived:
                 poller.register(fd, select.POLLIN)
             if todo and stdin_fd is not None:
                 poller.register(stdin_fd, select.POLLOUT)
+            if watch_input:
+                poller.register(IN.fileno(), select.POLLIN)
             wait = POLL_IDLE_S if self.open_fds or todo else 0.01
             if deadline is not None:
                 wait = min(wait, max(0.0, deadline - now))
             if exited_at is not None:
                 wait = min(wait, max(0.0, exited_at + DRAIN_GRACE_S - now))
             for fd, _event in poller.poll(int(wait * 1000)):
-                if fd == stdin_fd:
+                if watch_input and fd == IN.fileno():
+                    if input_ended():
+                        end_sandbox()
+                    watch_input = False
+                elif fd == stdin_fd:
                     try:
                         todo = todo[write_to_child(fd, todo[:STDIN_CHUNK]) :]
                     except BlockingIOError:
@@ -150,8 +159,15 @@ class LongLivedChildren:
         """The pids to protect: children not reaped yet (a reaped child's pid may be reused by anything)."""
         return {item.child.pid for item in self.by_handle.values() if item.child.returncode is None}
 
-    def spawn(self, argv: List[str], env: Dict[str, str], cwd: Optional[str], confined: bool) -> Tuple[int, int]:
-        child = Child(argv, env, cwd, confined, stdin_pipe=True)
+    def spawn(
+        self,
+        argv: List[str],
+        env: Dict[str, str],
+        cwd: Optional[str],
+        confined: bool,
+        user: Optional[Tuple[int, int]] = None,
+    ) -> Tuple[int, int]:
+        child = Child(argv, env, cwd, confined, stdin_pipe=True, user=user)
         self.last_handle += 1
         self.by_handle[self.last_handle] = LongLived(child)
         return self.last_handle, child.pid

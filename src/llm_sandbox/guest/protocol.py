@@ -59,6 +59,12 @@ class Field:
     WORKDIR = "workdir"
     KILL_ALL = "kill_all"
     OWN_CGROUP = "own_cgroup"
+    CODE_USER = "code_user"
+    CONFINE = "confine"
+    LEASE = "lease"
+    PREFIX = "prefix"
+    CODE_PATH = "code_path"
+    FOLDERS = "folders"
     # exec, spawn
     ARGV = "argv"
     CWD = "cwd"
@@ -95,6 +101,8 @@ class Result:
     SUBREAPER = "subreaper"
     KILL_ALL = "kill_all"
     OWN_CGROUP = "own_cgroup"
+    SEPARATED = "separated"
+    CAN_CONFINE = "can_confine"
     # exec
     EXIT_CODE = "exit_code"
     DURATION_S = "duration_s"
@@ -132,10 +140,35 @@ class Ended:
 # Requests ------------------------------------------------------------------------------------------------------
 
 
-def info_request(workdir: str, kill_all: bool, own_cgroup: bool) -> Dict[str, Any]:
+def info_request(
+    workdir: str,
+    kill_all: bool,
+    own_cgroup: bool,
+    code_user: Optional[Sequence[int]] = None,
+    seccomp: bool = False,
+    lease: bool = False,
+    prefix: Sequence[str] = (),
+    code_path: Sequence[str] = (),
+) -> Dict[str, Any]:
     """``kill_all``: kill(-1) as the code's uid reaches the code's processes only; ``own_cgroup``: the cgroup
-    counters under /sys/fs/cgroup are the sandbox's own."""
-    return {Field.OP: Op.INFO, Field.WORKDIR: workdir, Field.KILL_ALL: kill_all, Field.OWN_CGROUP: own_cgroup}
+    counters under /sys/fs/cgroup are the sandbox's own; ``code_user``: the code's (uid, gid) when the helper was
+    started as root to run the code under that uid, out of its reach (None: the code runs as the helper's user);
+    ``seccomp``: install the library's seccomp filter in every process the code runs (the guest says in its reply
+    whether it can); ``lease``: the end of the helper's input ends the sandbox (every other process is killed);
+    ``prefix``: the argv every command runs under (an environment wrapper), through which the guest looks up the
+    code's interpreter; ``code_path``: folders put at the end of the PATH of every process the code runs (the
+    code's own library prefix: on the code's PATH, never on the helper's or root's)."""
+    return {
+        Field.OP: Op.INFO,
+        Field.WORKDIR: workdir,
+        Field.KILL_ALL: kill_all,
+        Field.OWN_CGROUP: own_cgroup,
+        Field.CODE_USER: None if code_user is None else list(code_user),
+        Field.CONFINE: seccomp,
+        Field.LEASE: lease,
+        Field.PREFIX: list(prefix),
+        Field.CODE_PATH: list(code_path),
+    }
 
 
 def code_file(path: str, content: str, mode: int = 0o644) -> Dict[str, Any]:
@@ -181,8 +214,9 @@ def ping_request() -> Dict[str, Any]:
     return {Field.OP: Op.PING}
 
 
-def reset_request(workdir: str) -> Dict[str, Any]:
-    return {Field.OP: Op.RESET, Field.WORKDIR: workdir}
+def reset_request(workdir: str, folders: Sequence[str] = ()) -> Dict[str, Any]:
+    """``folders``: more folders whose entries the code's uid owns are removed (its library prefix, /var/tmp)."""
+    return {Field.OP: Op.RESET, Field.WORKDIR: workdir, Field.FOLDERS: list(folders)}
 
 
 def spawn_request(argv: Sequence[str], env: Dict[str, str], cwd: Optional[str]) -> Dict[str, Any]:
@@ -207,10 +241,22 @@ def error_reply(message: str) -> Dict[str, Any]:
 
 
 def info_reply(
-    pid: int, uid: int, python: str, workdir_writable: bool, subreaper: bool, kill_all: bool, own_cgroup: bool
+    pid: int,
+    uid: int,
+    python: str,
+    workdir_writable: bool,
+    subreaper: bool,
+    kill_all: bool,
+    own_cgroup: bool,
+    separated: bool = False,
+    can_confine: bool = False,
 ) -> Dict[str, Any]:
-    """``kill_all`` and ``own_cgroup`` say what the guest made of the capabilities it was given."""
+    """``kill_all`` and ``own_cgroup`` say what the guest made of the capabilities it was given; ``separated``:
+    the guest runs as root and every process of the code under the code's uid; ``can_confine``: the seccomp
+    filter can be installed here (tried when the host asked for it, else whether the architecture has one)."""
     return {
+        Result.SEPARATED: separated,
+        Result.CAN_CONFINE: can_confine,
         Result.PID: pid,
         Result.UID: uid,
         Result.PYTHON: python,

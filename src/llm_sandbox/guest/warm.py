@@ -75,10 +75,17 @@ class Spares:
             discard(child)
         return None
 
-    def prepare(self, python: str, cwd: Optional[str], env: Dict[str, str], confined: bool) -> None:
+    def prepare(
+        self,
+        python: str,
+        cwd: Optional[str],
+        env: Dict[str, str],
+        confined: bool,
+        user: Optional[Tuple[int, int]] = None,
+    ) -> None:
         self.discard()
         try:
-            self.child = Child([python, "-u", "-c", WARM_STUB], env, cwd, confined, stdin_pipe=True)
+            self.child = Child([python, "-u", "-c", WARM_STUB], env, cwd, confined, stdin_pipe=True, user=user)
         except OSError:
             self.child = None
             return

@@ -66,6 +66,13 @@ def reply(message: Dict[str, Any]) -> None:
     send(Frame.REPLY, to_json(message).encode())
 
 
+def input_ended() -> bool:
+    """Whether the host closed its end of the input; only asked when the input is readable while the host sends
+    nothing (a request in flight), and reads nothing."""
+    reader: Any = IN  # a buffered reader: peek returns b"" at the end only
+    return not reader.peek(1)
+
+
 def read_exact(size: int) -> Optional[bytes]:
     data = b""
     while len(data) < size:

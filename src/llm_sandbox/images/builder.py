@@ -4,7 +4,8 @@ The images form one chain per engine::
 
     llm-sandbox/rootfs:bookworm   debootstrap --variant=minbase (python3, venv, pip, CA certificates, procps),
             │                     imported with ``<engine> import``
-    llm-sandbox/base:bookworm     recipes/common.Dockerfile: host CA trust, /opt/venv (uid 65534), /sandbox
+    llm-sandbox/base:bookworm     recipes/common.Dockerfile: host CA trust, /opt/venv (root), /sandbox and
+            │                     /opt/llm-sandbox/user (uid 65534)
             │
     llm-sandbox/<lang>:bookworm   the language module's image_recipe: its toolchain from Debian packages
 

@@ -8,6 +8,15 @@ argv item each. Environment values may use ``{workdir}`` too.
 A template that needs more than one step (compile, then run) is a ``/bin/sh -c SCRIPT sh ARG...`` argv: the
 script is a constant of the language module and every variable part reaches it as a positional argument, never
 spliced into the script text.
+
+Installs never run anything the code could have written while the network is on. In a sandbox the library created,
+libraries go to the code's own prefix (``USER_PREFIX``, a folder of the code's user outside the workdir, on the
+code's search paths only), and the package manager starts by absolute path under ``/usr/bin/env -i`` with a fixed
+environment: a fresh, empty HOME (the run's own temporary folder ``{tmp}``), a PATH of root-owned system folders
+only, its configuration files switched off, and from the container's configured environment only the CA, proxy and
+registry settings named in ``PASSED_THROUGH``. Each manager installs into a fresh folder under that HOME, which the
+install then moves into the prefix, so nothing already in the prefix (where the code writes) is read by it. Root's
+installs (``install_user="0"``) get no inherited variable at all.
 """
 
 from __future__ import annotations
@@ -19,6 +28,53 @@ from dataclasses import dataclass, field
 from llm_sandbox.errors import InvalidLibraryNameError, LibraryInstallationNotSupportedError
 
 RUN_DIR = "{tmp}"  # expanded by the guest helper to the run's own temporary folder
+
+#: The code's library prefix in a sandbox the library created: owned by the code's user (the default images create
+#: it), outside the workdir so that copies of the workdir hold only what the code made, and on no search path of
+#: root or of the helper. One sub-folder per language (``python``, ``node``, ``ruby``, ``r``, ``go``).
+USER_PREFIX = "/opt/llm-sandbox/user"
+#: PATH of every command the library runs as root: root-owned system folders only.
+ROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+#: PATH of installs run as the code's user: system folders only (never the prefix, the workdir or a venv the code
+#: can write), so a planted ``npm`` or ``sh`` is never what runs while the network is on.
+INSTALL_PATH = "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: The environment of root's installs: nothing inherited.
+ROOT_ENVIRONMENT = {"PATH": ROOT_PATH, "HOME": "/root", "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
+#: Variables of the container's configured environment (the image's and the caller's ``runtime_configs``, which
+#: the code cannot change) that installs run as the code's user keep: CA bundles, proxies and registry choices.
+PASSED_THROUGH = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "npm_config_registry",
+    "NPM_CONFIG_REGISTRY",
+    "LLM_SANDBOX_R_REPOS",
+    "GOPROXY",
+    "GOSUMDB",
+    "GONOSUMDB",
+    "GOPRIVATE",
+    "GONOPROXY",
+    "GOINSECURE",
+)
+# "$@": fixed NAME=VALUE assignments, then the install's argv. env -i drops everything else; the passed-through
+# variables come first, so a fixed assignment always wins.
+CLEAN_ENVIRONMENT = (
+    "exec /usr/bin/env -i " + " ".join(f'${{{name}+"{name}=${name}"}}' for name in PASSED_THROUGH) + ' "$@"'
+)
 
 # One path segment of a local source: plain characters only, so that a path is never shell or option syntax.
 _SEGMENT = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
@@ -50,6 +106,15 @@ class Language:
     install_user: str | None = None
     #: Runs are ``{python} -u {file}``: the helper may keep that interpreter started ahead of the next run.
     warm_interpreter: bool = False
+    #: The fixed environment of an install in a sandbox the library created (values may use ``{prefix}``,
+    #: ``{workdir}`` and ``{tmp}``), on top of the clean base (PATH, HOME, LANG).
+    install_environment: Mapping[str, str] = field(default_factory=dict)
+    #: The install template for an attached container, run as its owner set it up (its own PATH, HOME, config):
+    #: the library never reconfigures such a container. None: the same as ``install``.
+    attached_install: tuple[str, ...] | None = None
+    #: Folders of executables the code's installs create in the prefix (``{prefix}``): they belong on the code's
+    #: PATH only, never on root's or the helper's.
+    user_bin: tuple[str, ...] = ()
 
     def run_argv(self, values: Mapping[str, str]) -> list[str]:
         return [_fill(part, values) for part in self.run]
@@ -60,7 +125,9 @@ class Language:
     def environment_for(self, values: Mapping[str, str]) -> dict[str, str]:
         return {key: _fill(value, values) for key, value in self.environment.items()}
 
-    def install_argv(self, libraries: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    def install_argv(self, libraries: Sequence[str], values: Mapping[str, str], *, attached: bool = False) -> list[str]:
+        """The argv that installs ``libraries``: in a clean environment (see the module's notes) in a sandbox the
+        library created, as the container's owner set it up in an attached one (``attached``)."""
         workdir = values.get("workdir")
         for library in libraries:
             self.check_library(library, workdir)
@@ -68,13 +135,29 @@ class Language:
             raise LibraryInstallationNotSupportedError(
                 f"{self.name} has no package manager the library can drive: {self.no_install_reason}"
             )
+        values = {"prefix": USER_PREFIX, **values}
+        template = self.attached_install if attached and self.attached_install is not None else self.install
         argv: list[str] = []
-        for part in self.install:
+        for part in template:
             if part == "{libraries}":
                 argv.extend(libraries)
             else:
                 argv.append(_fill(part, values))
-        return argv
+        if attached:
+            return argv
+        if self.install_user == "0":
+            return ["/usr/bin/env", "-i", *_assignments(ROOT_ENVIRONMENT), *argv]
+        environment = {
+            "PATH": INSTALL_PATH,
+            "HOME": RUN_DIR,
+            "LANG": "C.UTF-8",
+            **{key: _fill(value, values) for key, value in self.install_environment.items()},
+        }
+        return ["/bin/sh", "-c", CLEAN_ENVIRONMENT, "sh", *_assignments(environment), *argv]
+
+    def user_paths(self, prefix: str = USER_PREFIX) -> list[str]:
+        """The folders of executables the code's installs create, for the code's PATH."""
+        return [_fill(folder, {"prefix": prefix}) for folder in self.user_bin]
 
     def check_library(self, library: str, workdir: str | None = None) -> None:
         # Names reach the package manager as argv items, never through a shell; the pattern also keeps out
@@ -104,6 +187,10 @@ class Language:
         return exit_code != 0 and self.compile_error.search(stderr) is not None
 
 
+def _assignments(environment: Mapping[str, str]) -> list[str]:
+    return [f"{key}={value}" for key, value in environment.items()]
+
+
 def _fill(template: str, values: Mapping[str, str]) -> str:
     for key, value in values.items():
         template = template.replace("{" + key + "}", value)
@@ -116,8 +203,9 @@ def debian_toolchain_recipe(name: str, summary: str, packages: str, version_chec
         f"# llm-sandbox {name} image: {summary}.\n"
         '# Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").\n'
         "# The builder passes BASE_IMAGE (the base tag under the chosen engine); the base already holds the CA setup,\n"
-        "# the Python helper venv /opt/venv and the workdir /sandbox. update-ca-certificates runs again after the\n"
-        "# install so that package hooks (Java's keystore) pick up the host CA.\n"
+        "# the root-owned Python venv /opt/venv, the workdir /sandbox and the code's library prefix\n"
+        "# /opt/llm-sandbox/user. update-ca-certificates runs again after the install so that package hooks (Java's\n"
+        "# keystore) pick up the host CA.\n"
         "ARG BASE_IMAGE=llm-sandbox/base:bookworm\n"
         "FROM ${BASE_IMAGE}\n"
         "ARG DEBIAN_FRONTEND=noninteractive\n"

@@ -4,10 +4,13 @@
 added to the g++ command line, word-split, so that code can link installed libraries (``LDLIBS=-lfmt``).
 
 Libraries are Debian packages (``apt-get install``), run as root through the engine while the install's network
-window is open. In a container the library created, root has no capabilities; apt copes when it is told not to
-drop privileges to its ``_apt`` user (``APT::Sandbox::User=root``) and to download into a folder root owns (its
-own cache folder belongs to ``_apt``, and root cannot write there without CAP_DAC_OVERRIDE). Packages whose
-maintainer scripts need capabilities (chown to other users, setcap) fail with dpkg's message.
+window is open. Root runs nothing the code could have written: the argv starts with ``/usr/bin/env -i`` and a fixed
+environment (PATH of root-owned system folders only, no inherited variable), then ``/usr/bin/timeout`` and
+``/bin/sh`` by absolute path; the download folder is a fresh ``mktemp -d`` of root's. In a container the library
+created, root has no capabilities; apt copes when it is told not to drop privileges to its ``_apt`` user
+(``APT::Sandbox::User=root``) and to download into a folder root owns (its own cache folder belongs to ``_apt``,
+and root cannot write there without CAP_DAC_OVERRIDE). Packages whose maintainer scripts need capabilities (chown
+to other users, setcap) fail with dpkg's message.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ COMPILE_AND_RUN = (
 # "$@" are the validated package names. --no-remove: an install never takes packages (the compiler) away.
 APT_INSTALL = (
     'cache=$(mktemp -d) || exit; trap \'rm -rf "$cache"\' EXIT; mkdir "$cache/partial" || exit; '
-    "run_apt() { DEBIAN_FRONTEND=noninteractive apt-get -q -o APT::Sandbox::User=root "
+    "run_apt() { DEBIAN_FRONTEND=noninteractive /usr/bin/apt-get -q -o APT::Sandbox::User=root "
     '-o "Dir::Cache::Archives=$cache" "$@"; }; '
     'run_apt update && run_apt install -y --no-install-recommends --no-remove "$@"'
 )
@@ -44,7 +47,7 @@ LANGUAGE = Language(
     name="cpp",
     file_name="main.cpp",
     run=("/bin/sh", "-c", COMPILE_AND_RUN, "sh", "{dir}"),
-    install=("timeout", "-k", "10", str(INSTALL_TIMEOUT_S), "/bin/sh", "-c", APT_INSTALL, "sh", "{libraries}"),
+    install=("/usr/bin/timeout", "-k", "10", str(INSTALL_TIMEOUT_S), "/bin/sh", "-c", APT_INSTALL, "sh", "{libraries}"),
     library_pattern=DEBIAN_PACKAGE,
     library_hint="a Debian package name, optionally with =version, e.g. 'libfmt-dev' or 'libboost-dev'",
     compile_error=re.compile(r"main\.cpp:\d+:\d+: error: "),

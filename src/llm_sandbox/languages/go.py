@@ -5,14 +5,18 @@ importable by the code. ``go run`` is not used because it reports every non-zero
 
 Installs: ``go get`` with the module proxy from the environment (GOPROXY), into ``{workdir}/go.mod`` (created as
 module ``sandbox`` on first use). A local module (a folder under the workdir holding a ``go.mod``) is added with a
-``replace`` directive, which needs no network.
+``replace`` directive, which needs no network. Downloaded modules go to the code's prefix
+(``/opt/llm-sandbox/user/go``: GOPATH, so GOMODCACHE is its ``pkg/mod``), where the code's builds find them; the
+build cache is there too, so the workdir holds only what the code made. In a sandbox the library created the
+install reads no go.env or ``go env -w`` file (GOENV=off), no workspace (GOWORK=off) and no GOFLAGS of the code's,
+and builds with a fresh cache under its fresh HOME; ``go get`` downloads and edits go.mod but runs no code.
 """
 
 from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import Language, debian_toolchain_recipe
+from llm_sandbox.languages.base import USER_PREFIX, Language, debian_toolchain_recipe
 
 COMPILE_AND_RUN = 'go build -o "$1/main" "$1/main.go" && exec "$1/main"'
 
@@ -45,8 +49,23 @@ LANGUAGE = Language(
     library_hint="a module path, optionally with @version, e.g. 'golang.org/x/text@v0.14.0'",
     compile_error=re.compile(r"main\.go:\d+:\d+: "),
     image_recipe=IMAGE_RECIPE,
-    # Never download a toolchain because a go.mod names a newer Go (Go >= 1.21 would).
-    environment={"GOTOOLCHAIN": "local"},
+    # Never download a toolchain because a go.mod names a newer Go (Go >= 1.21 would). -modcacherw: the code's
+    # user may remove what it downloaded (the module cache is read-only otherwise).
+    environment={
+        "GOTOOLCHAIN": "local",
+        "GOPATH": f"{USER_PREFIX}/go",
+        "GOCACHE": f"{USER_PREFIX}/go/cache",
+        "GOFLAGS": "-modcacherw",
+    },
+    install_environment={
+        "GOTOOLCHAIN": "local",
+        "GOPATH": "{prefix}/go",
+        "GOCACHE": "{tmp}/go-build",
+        "GOFLAGS": "-modcacherw",
+        "GOENV": "off",
+        "GOWORK": "off",
+    },
+    user_bin=("{prefix}/go/bin",),
     local_source=re.compile(r".+"),
     local_hint="the absolute path of a local module folder (holding a go.mod)",
 )

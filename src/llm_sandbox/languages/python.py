@@ -1,10 +1,19 @@
-"""Python: the interpreter the sandbox has (a venv in the workdir, else python3, else python), pip for libraries."""
+"""Python: the interpreter the sandbox has (a venv in the workdir, else python3, else python), pip for libraries.
+
+In a sandbox the library created, ``pip install --target`` puts libraries in the code's prefix
+(``/opt/llm-sandbox/user/python``, on the code's PYTHONPATH; their scripts in its ``bin``). pip runs isolated
+(``-I``: no PYTHONPATH, no user site, so nothing in the prefix is imported by it) with no configuration file
+(PIP_CONFIG_FILE=/dev/null) and a fresh HOME, by an interpreter the code cannot write (the runner never hands it a
+venv in the workdir). ``--target`` reads nothing already in the prefix: it installs every dependency afresh and
+replaces what it installs again (``--upgrade``). In an attached container pip installs into the interpreter the
+container has, as its owner set it up.
+"""
 
 from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import Language
+from llm_sandbox.languages.base import USER_PREFIX, Language
 
 # A PEP 508 name with optional extras and version specifiers, nothing else: no URLs, paths or options.
 _VERSION = r"(?:===|==|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
@@ -19,7 +28,8 @@ IMAGE_RECIPE = r"""# llm-sandbox python image: Python 3, venv and pip.
 # Docker 20.10 classic builder: no BuildKit features (no heredocs, no RUN --mount, no "# syntax=").
 # The builder passes BASE_IMAGE (the base tag under the chosen engine). Everything Python needs is already in
 # the base (every language image carries it, because the library runs a small Python helper in each sandbox):
-# python3, python3-venv, python3-pip, the venv /opt/venv owned by 65534 first on PATH, and /sandbox.
+# python3, python3-venv, python3-pip, the root-owned venv /opt/venv first on PATH, /sandbox and the code's library
+# prefix /opt/llm-sandbox/user.
 ARG BASE_IMAGE=llm-sandbox/base:bookworm
 FROM ${BASE_IMAGE}
 RUN python3 --version && /opt/venv/bin/python -m pip --version
@@ -32,6 +42,23 @@ LANGUAGE = Language(
     run=("{python}", "-u", "{file}"),
     install=(
         "{python}",
+        "-I",
+        "-m",
+        "pip",
+        "install",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "--no-cache-dir",
+        "--no-warn-script-location",
+        "--upgrade",
+        "--target",
+        "{prefix}/python",
+        "{libraries}",
+    ),
+    attached_install=(
+        "{python}",
         "-m",
         "pip",
         "install",
@@ -41,10 +68,16 @@ LANGUAGE = Language(
         "off",
         "{libraries}",
     ),
+    install_environment={"PIP_CONFIG_FILE": "/dev/null", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    user_bin=("{prefix}/python/bin",),
     library_pattern=PIP_REQUIREMENT,
     library_hint="a package name with optional extras and version specifiers, e.g. 'numpy' or 'requests>=2.31'",
     compile_error=re.compile(r"^(?:SyntaxError|IndentationError|TabError): ", re.MULTILINE),
     image_recipe=IMAGE_RECIPE,
     # Debian's system Python refuses pip installs (PEP 668); in an attached container the caller asked for it.
-    environment={"PIP_BREAK_SYSTEM_PACKAGES": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+    environment={
+        "PIP_BREAK_SYSTEM_PACKAGES": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": f"{USER_PREFIX}/python",
+    },
 )

@@ -1,4 +1,10 @@
-"""R: ``Rscript`` runs the code; ``install.packages`` installs into the user library (R_LIBS_USER).
+"""R: ``Rscript`` runs the code; ``install.packages`` installs packages for it.
+
+In a sandbox the library created, packages go to the code's prefix (``/opt/llm-sandbox/user/r``), its user library
+(``R_LIBS_USER``). The install runs ``Rscript --vanilla`` (no profile, environment or site file of the code's) with a
+fresh HOME, installs into a fresh library there (so no package of the prefix is loaded while it runs) and then
+moves each installed package into the prefix. In an attached container it installs into ``R_LIBS_USER`` as the
+container's owner set it up.
 
 The repository is ``LLM_SANDBOX_R_REPOS`` from the container's environment (``runtime_configs={"environment":
 {...}}``), else the ``repos`` option R is configured with, else https://cloud.r-project.org. A source package
@@ -12,8 +18,9 @@ from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import Language, debian_toolchain_recipe
+from llm_sandbox.languages.base import USER_PREFIX, Language, debian_toolchain_recipe
 
+# Attached containers: into the first folder of R_LIBS_USER, as the container's owner set R up.
 INSTALL_PACKAGES = """
 args <- commandArgs(trailingOnly = TRUE)
 lib <- path.expand(strsplit(Sys.getenv("R_LIBS_USER"), ":", fixed = TRUE)[[1]][1])
@@ -30,6 +37,35 @@ if (any(local)) install.packages(args[local], lib = lib, repos = NULL, type = "s
 if (any(!local)) install.packages(args[!local], lib = lib, repos = repos)
 """
 
+# Sandboxes the library created: the first argument is the prefix folder, the rest the validated names or paths.
+# The packages are built in a fresh library under the fresh HOME, then moved into the prefix.
+INSTALL_INTO_PREFIX = """
+args <- commandArgs(trailingOnly = TRUE)
+dest <- args[1]
+args <- args[-1]
+lib <- file.path(Sys.getenv("HOME"), "library")
+dir.create(lib, recursive = TRUE, showWarnings = FALSE)
+.libPaths(lib)
+repos <- Sys.getenv("LLM_SANDBOX_R_REPOS")
+if (!nzchar(repos)) {
+  repos <- getOption("repos")
+  if (is.null(repos) || any(repos == "@CRAN@")) repos <- "https://cloud.r-project.org"
+}
+options(warn = 2)
+local <- startsWith(args, "/")
+if (any(local)) install.packages(args[local], lib = lib, repos = NULL, type = "source")
+if (any(!local)) install.packages(args[!local], lib = lib, repos = repos)
+dir.create(dest, recursive = TRUE, showWarnings = FALSE)
+for (package in list.files(lib)) {
+  if (startsWith(package, "00LOCK")) next
+  target <- file.path(dest, package)
+  unlink(target, recursive = TRUE)
+  if (!file.rename(file.path(lib, package), target) && !file.copy(file.path(lib, package), dest, recursive = TRUE)) {
+    stop("could not move ", package, " into ", dest)
+  }
+}
+"""
+
 # An R package name: letters, digits and dots, starting with a letter and not ending with a dot.
 R_PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]")
 
@@ -40,7 +76,9 @@ LANGUAGE = Language(
     name="r",
     file_name="main.R",
     run=("Rscript", "{file}"),
-    install=("Rscript", "-e", INSTALL_PACKAGES, "{libraries}"),
+    install=("Rscript", "--vanilla", "-e", INSTALL_INTO_PREFIX, "{prefix}/r", "{libraries}"),
+    attached_install=("Rscript", "-e", INSTALL_PACKAGES, "{libraries}"),
+    environment={"R_LIBS_USER": f"{USER_PREFIX}/r"},
     library_pattern=R_PACKAGE,
     library_hint="an R package name, e.g. 'jsonlite'",
     compile_error=re.compile(r"^Error: unexpected ", re.MULTILINE),

@@ -24,12 +24,14 @@ class GuestProtocolError(GuestLinkError):
 
 @dataclass
 class Reply:
-    """The guest's final answer to a request, with the decoded output and the collected files on the way."""
+    """The guest's final answer to a request, with the decoded output and the collected files on the way;
+    ``truncated``: the host dropped output past the request's limit (the guest did not stop at it)."""
 
     fields: dict[str, Any]
     stdout: str = ""
     stderr: str = ""
     files: dict[str, bytes] = field(default_factory=dict)
+    truncated: bool = False
 
     @property
     def error(self) -> str | None:

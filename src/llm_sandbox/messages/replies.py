@@ -25,7 +25,8 @@ from llm_sandbox.messages.fields import (
 @dataclass(frozen=True)
 class InfoReply:
     """The guest's process and user, the interpreter for code, and what it made of the capabilities it was
-    given (``kill_all`` is never on for root)."""
+    given (``kill_all`` is never on for root); ``separated``: it runs as root and every process of the code under
+    the code's own uid; ``can_confine``: the library's seccomp filter can be installed there."""
 
     pid: int
     uid: int
@@ -34,10 +35,20 @@ class InfoReply:
     subreaper: bool
     kill_all: bool
     own_cgroup: bool
+    separated: bool = False
+    can_confine: bool = False
 
     def to_message(self) -> dict[str, Any]:
         return protocol.info_reply(
-            self.pid, self.uid, self.python, self.workdir_writable, self.subreaper, self.kill_all, self.own_cgroup
+            self.pid,
+            self.uid,
+            self.python,
+            self.workdir_writable,
+            self.subreaper,
+            self.kill_all,
+            self.own_cgroup,
+            self.separated,
+            self.can_confine,
         )
 
     @classmethod
@@ -50,6 +61,8 @@ class InfoReply:
             subreaper=_bool(fields, Result.SUBREAPER),
             kill_all=_bool(fields, Result.KILL_ALL),
             own_cgroup=_bool(fields, Result.OWN_CGROUP),
+            separated=_bool(fields, Result.SEPARATED),
+            can_confine=_bool(fields, Result.CAN_CONFINE),
         )
 
 
@@ -85,7 +98,14 @@ class ExecReply:
 
     @classmethod
     def from_reply(cls, reply: Reply) -> ExecReply:
-        return replace(cls.from_fields(reply.fields), stdout=reply.stdout, stderr=reply.stderr, files=reply.files)
+        typed = cls.from_fields(reply.fields)
+        return replace(
+            typed,
+            truncated=typed.truncated or reply.truncated,
+            stdout=reply.stdout,
+            stderr=reply.stderr,
+            files=reply.files,
+        )
 
 
 @dataclass(frozen=True)
@@ -155,6 +175,7 @@ class FeedReply:
     exit_code: int | None = None
     stdout: str = ""
     stderr: str = ""
+    truncated: bool = False  # the host dropped output past its cap for a feed (``link.HOST_OUTPUT_CAP``)
 
     @property
     def marker_seen(self) -> bool:
@@ -177,7 +198,9 @@ class FeedReply:
 
     @classmethod
     def from_reply(cls, reply: Reply) -> FeedReply:
-        return replace(cls.from_fields(reply.fields), stdout=reply.stdout, stderr=reply.stderr)
+        return replace(
+            cls.from_fields(reply.fields), stdout=reply.stdout, stderr=reply.stderr, truncated=reply.truncated
+        )
 
 
 @dataclass(frozen=True)

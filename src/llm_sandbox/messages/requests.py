@@ -41,16 +41,34 @@ class InfoRequest(Request):
     """Describe the sandbox; tells the guest what the sandbox guarantees (the first request of every link).
 
     ``kill_all``: kill(-1) as the code's uid reaches the code's processes only (a pid namespace and a uid of its
-    own); ``own_cgroup``: the cgroup counters under /sys/fs/cgroup count this sandbox alone.
+    own); ``own_cgroup``: the cgroup counters under /sys/fs/cgroup count this sandbox alone; ``code_user``: the
+    code's (uid, gid) when the helper runs as root and runs the code under that uid (None: the code runs as the
+    helper's own user); ``seccomp``: confine the code with the library's seccomp filter; ``lease``: the end of the
+    helper's input ends the sandbox; ``prefix``: the argv every command runs under, for the interpreter lookup;
+    ``code_path``: folders at the end of the code's PATH (its library prefix's programs).
     """
 
     workdir: str
     kill_all: bool
     own_cgroup: bool
+    code_user: tuple[int, int] | None = None
+    seccomp: bool = False
+    lease: bool = False
+    prefix: tuple[str, ...] = ()
+    code_path: tuple[str, ...] = ()
     op: ClassVar[str] = Op.INFO
 
     def to_message(self) -> dict[str, Any]:
-        return protocol.info_request(self.workdir, self.kill_all, self.own_cgroup)
+        return protocol.info_request(
+            self.workdir,
+            self.kill_all,
+            self.own_cgroup,
+            self.code_user,
+            self.seccomp,
+            self.lease,
+            self.prefix,
+            self.code_path,
+        )
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> InfoRequest:
@@ -59,7 +77,25 @@ class InfoRequest(Request):
             workdir=_str(fields, Field.WORKDIR),
             kill_all=_bool(fields, Field.KILL_ALL),
             own_cgroup=_bool(fields, Field.OWN_CGROUP),
+            code_user=_optional_id_pair(fields, Field.CODE_USER),
+            seccomp=_bool(fields, Field.CONFINE),
+            lease=_bool(fields, Field.LEASE),
+            prefix=_strings(fields, Field.PREFIX),
+            code_path=_strings(fields, Field.CODE_PATH),
         )
+
+
+def _optional_id_pair(fields: Mapping[str, Any], name: str) -> tuple[int, int] | None:
+    value = _get(fields, name)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value)
+    ):
+        raise _wrong(name, "a (uid, gid) pair of whole numbers", value)
+    return int(value[0]), int(value[1])
 
 
 @dataclass(frozen=True)
@@ -162,19 +198,20 @@ class PingRequest(Request):
 
 @dataclass(frozen=True)
 class ResetRequest(Request):
-    """Kill every process of the code, then remove what the code's uid owns in ``workdir`` and the temporary
-    folder."""
+    """Kill every process of the code, then remove what the code's uid owns in ``workdir``, the temporary folder
+    and ``folders`` (the code's library prefix, /var/tmp)."""
 
     workdir: str
+    folders: tuple[str, ...] = ()
     op: ClassVar[str] = Op.RESET
 
     def to_message(self) -> dict[str, Any]:
-        return protocol.reset_request(self.workdir)
+        return protocol.reset_request(self.workdir, self.folders)
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> ResetRequest:
         _expect_op(fields, cls.op)
-        return cls(_str(fields, Field.WORKDIR))
+        return cls(_str(fields, Field.WORKDIR), _strings(fields, Field.FOLDERS))
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,18 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import subprocess
 import tarfile
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Generator
 from typing import IO, Any
 
 from llm_sandbox.backends.base import (
+    ABANDONED_EXIT,
     ArchiveStream,
     Backend,
     BackendCapabilities,
@@ -169,22 +172,43 @@ class LocalBackend(Backend):
         return command.workdir or self._workdir
 
     def exec(self, command: Command) -> ExecOutput:
-        """Run ``command.argv`` to completion (``command.user`` is ignored: the entry claims no user_switch)."""
+        """Run ``command.argv`` to completion (``command.user`` is ignored: the entry claims no user_switch), within
+        ``command.timeout`` (then it is killed, with its session, and ContainerError raised) and reading at most
+        ``command.output_limit`` bytes of each stream (then it is killed too, its output cut: ``truncated``)."""
         self._require_bound()
         try:
-            done = subprocess.run(
+            process = subprocess.Popen(
                 list(command.argv),
                 cwd=self._cwd(command),
                 env=self._environment_for(command),
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                check=False,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
             )
         except FileNotFoundError as error:
             return ExecOutput(127, b"", f"{command.argv[0]}: {error.strerror}\n".encode())
         except PermissionError as error:
             return ExecOutput(126, b"", f"{command.argv[0]}: {error.strerror}\n".encode())
-        return ExecOutput(done.returncode if done.returncode >= 0 else 128 - done.returncode, done.stdout, done.stderr)
+        try:
+            stdout, stderr, truncated = _read_bounded(process, command.timeout, command.output_limit)
+        except TimeoutError:
+            raise ContainerError(
+                f"{command.describe()} did not finish within its deadline of {command.timeout:g} s on this host; "
+                "it was killed"
+            ) from None
+        finally:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
+        if truncated:
+            return ExecOutput(ABANDONED_EXIT, stdout, stderr, truncated=True)
+        code = process.returncode
+        return ExecOutput(code if code >= 0 else 128 - code, stdout, stderr)
 
     def open_stream(self, command: Command) -> DuplexStream:
         self._require_bound()
@@ -233,6 +257,38 @@ class LocalBackend(Backend):
     def _require_bound(self) -> None:
         if self._id is None:
             raise ContainerError("the local sandbox was removed (or never created)")
+
+
+def _read_bounded(process: subprocess.Popen[bytes], timeout: float, limit: int) -> tuple[bytes, bytes, bool]:
+    """Both pipes of ``process`` until they end and it exits: (stdout, stderr, truncated once one went past
+    ``limit``, which ends the reading at once); TimeoutError when that did not happen within ``timeout`` seconds."""
+    assert process.stdout is not None
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    out, err = bytearray(), bytearray()
+    buffers = {process.stdout.fileno(): out, process.stderr.fileno(): err}
+    open_fds = list(buffers)
+    while open_fds:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        readable, _, _ = select.select(open_fds, [], [], remaining)
+        for fd in readable:
+            data = os.read(fd, READ_CHUNK)
+            if not data:
+                open_fds.remove(fd)
+                continue
+            target = buffers[fd]
+            room = limit - len(target)
+            if len(data) > room:
+                target += data[:room]
+                return bytes(out), bytes(err), True
+            target += data
+    try:
+        process.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise TimeoutError from None
+    return bytes(out), bytes(err), False
 
 
 def _tar_chunks(path: str) -> Generator[bytes, None, None]:

@@ -12,13 +12,15 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # apt: no recommends, and no downloaded .deb files left behind (keeps layers and sandbox installs small).
-# The Python helper venv at /opt/venv and the workdir /sandbox belong to uid/gid 65534, the sandbox user.
+# Nothing the sandbox user (uid/gid 65534) can write is ever on root's PATH or run by root: the Python venv
+# /opt/venv stays root's. The sandbox user owns the workdir /sandbox and its library prefix /opt/llm-sandbox/user
+# (what session.install() puts there is on the code's own search paths only; see llm_sandbox.languages.base).
 RUN printf '%s\n' 'APT::Install-Recommends "false";' 'APT::Install-Suggests "false";' \
         'APT::Keep-Downloaded-Packages "false";' > /etc/apt/apt.conf.d/90llm-sandbox \
     && update-ca-certificates \
     && python3 -m venv /opt/venv \
-    && chown -R 65534:65534 /opt/venv \
-    && install -d -o 65534 -g 65534 -m 0755 /sandbox
+    && install -d -o 0 -g 0 -m 0755 /opt/llm-sandbox \
+    && install -d -o 65534 -g 65534 -m 0755 /sandbox /opt/llm-sandbox/user
 
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /sandbox
