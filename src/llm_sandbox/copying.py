@@ -57,29 +57,20 @@ def copy_to_runtime(sandbox: Sandbox, src: str, dest: str) -> None:
     sandbox.put_archive(ancestor, archive, keep_owner=owner is not None)
 
 
-# Run as root by absolute path with no environment: walks ``target`` from / without following anything, prints the
-# deepest folder that exists, or exits 3 naming the link or file in the way.
-_WALK = """
-import os, stat, sys
-path = "/"
-for part in [item for item in sys.argv[1].split("/") if item]:
-    step = os.path.join(path, part)
-    try:
-        mode = os.lstat(step).st_mode
-    except FileNotFoundError:
-        break
-    if stat.S_ISLNK(mode) or not stat.S_ISDIR(mode):
-        sys.stderr.write(step + (" is a link" if stat.S_ISLNK(mode) else " is not a folder"))
-        sys.exit(3)
-    path = step
-sys.stdout.write(path)
-"""
-_PYTHON = "/usr/bin/python3"
+# Run as root by absolute path: walks "$1" from / without following anything (every component is checked for a
+# link before it is entered), prints the deepest folder that exists, or exits 3 naming the link or file in the way.
+# POSIX sh, since /bin/sh is the one program every container the library uses has.
+_WALK = (
+    'deepest=/; IFS=/; set -f; for part in $1; do [ -n "$part" ] || continue; step="${deepest%/}/$part"; '
+    'if [ -L "$step" ]; then echo "$step is a link" >&2; exit 3; fi; [ -e "$step" ] || break; '
+    'if [ ! -d "$step" ]; then echo "$step is not a folder" >&2; exit 3; fi; deepest=$step; done; '
+    'printf %s "$deepest"'
+)
 
 
 def _deepest_real_folder(sandbox: Sandbox, target: str) -> str:
     # The backend's own exec: no command prefix (an environment wrapper found on PATH would run as root).
-    result = sandbox.backend.exec(Command([_PYTHON, "-I", "-S", "-c", _WALK, target], user="0"))
+    result = sandbox.backend.exec(Command(["/bin/sh", "-c", _WALK, "sh", target], user="0"))
     said = (result.stderr or result.stdout).decode("utf-8", "replace").strip()
     if result.exit_code == 3:
         raise ContainerError(f"cannot copy into {target}: {said}; copy to a path without links")
