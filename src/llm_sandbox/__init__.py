@@ -5,7 +5,7 @@ Importing the package loads no engine SDK; the Docker, Podman and Kubernetes cli
 
 from llm_sandbox._version import __version__
 from llm_sandbox.const import SandboxBackend, SupportedLanguage
-from llm_sandbox.data import ConsoleOutput, ExecutionResult, FileType, PlotOutput
+from llm_sandbox.data import ConsoleOutput, ExecutionResult, FileType, OutputFile, PlotOutput
 from llm_sandbox.errors import (
     CommandEmptyError,
     ContainerError,
@@ -17,6 +17,7 @@ from llm_sandbox.errors import (
     ImagePullError,
     InvalidLibraryNameError,
     LanguageNotSupportedError,
+    LanguageNotSupportPlotError,
     LibraryInstallationError,
     LibraryInstallationNotSupportedError,
     MemoryLimitError,
@@ -51,12 +52,14 @@ __all__ = [
     "ImageNotFoundError",
     "ImagePullError",
     "InvalidLibraryNameError",
+    "LanguageNotSupportPlotError",
     "LanguageNotSupportedError",
     "LibraryInstallationError",
     "LibraryInstallationNotSupportedError",
     "MemoryLimitError",
     "MissingDependencyError",
     "NotOpenSessionError",
+    "OutputFile",
     "PlotOutput",
     "ProcessLimitError",
     "ResourceError",

@@ -1,4 +1,4 @@
-"""Value objects returned by sessions: console output, execution results and captured plots."""
+"""Value objects returned by sessions: console output, execution results, captured plots and output files."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ from typing import Any
 
 
 class FileType(str, Enum):
-    """File formats a captured artifact can have."""
+    """File formats a captured artifact can have (every format matplotlib's ``savefig`` writes has one)."""
 
     PNG = "png"
     JPEG = "jpeg"
     SVG = "svg"
+    SVGZ = "svgz"
     PDF = "pdf"
+    EPS = "eps"
+    PS = "ps"
+    TIFF = "tiff"
+    WEBP = "webp"
+    PGF = "pgf"
+    RAW = "raw"
     GIF = "gif"
     CSV = "csv"
     JSON = "json"
@@ -74,15 +81,37 @@ class PlotOutput:
 
 
 @dataclass(frozen=True)
+class OutputFile:
+    """A file a run wrote into the outputs folder of the workdir: its path there and its bytes, base64-encoded."""
+
+    name: str
+    content_base64: str
+
+    @property
+    def content(self) -> bytes:
+        return base64.b64decode(self.content_base64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "content_base64": self.content_base64}
+
+
+@dataclass(frozen=True)
 class ExecutionResult(ConsoleOutput):
-    """Console output plus the plots a run produced."""
+    """Console output plus the artifacts a run produced: ``plots`` (figures, in the order they were drawn) and
+    ``files`` (what it wrote into the outputs folder). ``artifacts_truncated``: the run made more artifacts than
+    the caps allow; the ones left out are named in ``skipped_artifacts``."""
 
     plots: list[PlotOutput] = field(default_factory=list)
+    files: list[OutputFile] = field(default_factory=list)
+    artifacts_truncated: bool = False
+    skipped_artifacts: list[str] = field(default_factory=list)
 
     def to_dict(self, include_plots: bool = True) -> dict[str, Any]:
-        data = {key: value for key, value in asdict(self).items() if key != "plots"}
+        artifacts = ("plots", "files")
+        data = {key: value for key, value in asdict(self).items() if key not in artifacts}
         if include_plots:
             data["plots"] = [plot.to_dict() for plot in self.plots]
+        data["files"] = [item.to_dict() for item in self.files]
         return data
 
     def to_json(self, include_plots: bool = True) -> str:

@@ -7,6 +7,7 @@ caller would naturally catch, so ``except TimeoutError`` or ``except FileNotFoun
     ├── ValidationError (ValueError)
     │   ├── CommandEmptyError
     │   ├── LanguageNotSupportedError
+    │   ├── LanguageNotSupportPlotError
     │   ├── UnsupportedBackendError
     │   └── InvalidLibraryNameError
     ├── ArgumentTypeError (TypeError)
@@ -200,6 +201,7 @@ __all__ = [
     "ImageNotFoundError",
     "ImagePullError",
     "InvalidLibraryNameError",
+    "LanguageNotSupportPlotError",
     "LanguageNotSupportedError",
     "LibraryInstallationError",
     "LibraryInstallationNotSupportedError",
@@ -221,3 +223,7 @@ __all__ = [
     "UnsupportedBackendError",
     "ValidationError",
 ]
+
+
+class LanguageNotSupportPlotError(ValidationError):
+    """Plots were asked for (``enable_plotting=True``) in a language whose figures the library cannot capture."""

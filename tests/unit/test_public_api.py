@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -21,12 +22,14 @@ PUBLIC = {
     "ImageNotFoundError",
     "ImagePullError",
     "InvalidLibraryNameError",
+    "LanguageNotSupportPlotError",
     "LanguageNotSupportedError",
     "LibraryInstallationError",
     "LibraryInstallationNotSupportedError",
     "MemoryLimitError",
     "MissingDependencyError",
     "NotOpenSessionError",
+    "OutputFile",
     "PlotOutput",
     "ProcessLimitError",
     "ResourceError",
@@ -80,5 +83,14 @@ def test_console_output_and_execution_result_serialise() -> None:
     result = llm_sandbox.ExecutionResult(exit_code=1, stdout="o", stderr="e")
     assert '"plots": []' in result.to_json()
     assert "plots" not in result.to_json(include_plots=False)
+    plot = llm_sandbox.PlotOutput(llm_sandbox.FileType.PNG, "iVBO", width=2, height=3, dpi=100)
+    output = llm_sandbox.OutputFile("report.csv", "YSxi")
+    loaded = json.loads(
+        llm_sandbox.ExecutionResult(plots=[plot], files=[output], skipped_artifacts=["big.png"]).to_json()
+    )
+    assert loaded["plots"] == [{"format": "png", "content_base64": "iVBO", "width": 2, "height": 3, "dpi": 100}]
+    assert loaded["files"] == [{"name": "report.csv", "content_base64": "YSxi"}]
+    assert loaded["skipped_artifacts"] == ["big.png"]
+    assert output.content == b"a,b"
     assert llm_sandbox.ConsoleOutput(exit_code=0).success()
     assert not llm_sandbox.ConsoleOutput(exit_code=0, timed_out=True).success()
