@@ -20,7 +20,8 @@ Every byte from the guest is hostile, so the host bounds what it keeps, whatever
   reply says ``truncated``. An honest guest never sends more than the limit (it cuts at it itself), so a stream
   past ``OVERRUN_FACTOR`` times the limit is a ``GuestProtocolError``. A request that names no limit (a feed) keeps
   ``HOST_OUTPUT_CAP`` bytes per stream and drops the rest, without breaking the link (its guest side has no cap);
-- collected files: their bytes in all never exceed the request's ``collect_budget`` (0 when it names none);
+- collected files: their bytes in all never exceed the request's ``collect_budget`` (0 when it names none), and
+  their number its ``collect_count`` (when it names one);
 - a reply is JSON of plain values: NaN and Infinity are refused; bytes after the final reply break the link.
 """
 
@@ -134,6 +135,7 @@ class LinkProtocol:
         self._received = {Frame.STDOUT: 0, Frame.STDERR: 0}
         self._truncated = False
         self._files_left = 0
+        self._file_count_left: int | None = None
 
     @property
     def pending(self) -> int | None:
@@ -165,6 +167,7 @@ class LinkProtocol:
         self._received = {Frame.STDOUT: 0, Frame.STDERR: 0}
         self._truncated = False
         self._files_left = _count(message.get(Field.COLLECT_BUDGET))
+        self._file_count_left = _count(message.get(Field.COLLECT_COUNT)) or None
         self._pending = self._last_id
         return frames
 
@@ -235,6 +238,10 @@ class LinkProtocol:
                     f"the guest sent a collected file of {len(data)} bytes with {self._files_left} left of the "
                     "request's budget"
                 )
+            if self._file_count_left is not None:
+                if self._file_count_left == 0:
+                    raise GuestProtocolError("the guest sent more collected files than the request's count allows")
+                self._file_count_left -= 1
             self._files_left -= len(data)
             return CollectedFile(name, data)
         return FinalReply(self._reply_fields(body), self._truncated)

@@ -32,6 +32,7 @@ from llm_sandbox.languages.base import USER_PREFIX
 from llm_sandbox.link import GuestLink, GuestLinkError, OutputCallback
 from llm_sandbox.messages import (
     DEFAULT_COLLECT_BUDGET,
+    DEFAULT_COLLECT_COUNT,
     CloseReply,
     CloseRequest,
     CodeFile,
@@ -288,22 +289,29 @@ class GuestRunner:
         timeout: float | None,
         collect: Sequence[str] = (),
         collect_budget: int = DEFAULT_COLLECT_BUDGET,
+        collect_count: int = DEFAULT_COLLECT_COUNT,
+        extra_files: Sequence[CodeFile] = (),
+        wrap_argv: Callable[[list[str]], list[str]] | None = None,
     ) -> ExecRequest:
-        """The request that runs ``code`` in the session's language (``collect``: files of ``{tmp}`` to send
-        back, as glob patterns relative to it)."""
+        """The request that runs ``code`` in the session's language (``collect``: files to send back, as glob
+        patterns relative to ``{tmp}`` or absolute). ``extra_files`` are written beside the code file, and
+        ``wrap_argv`` may change the language's argv (to start a launcher that runs the code file)."""
         language = self._spec.language
         path = language.code_path()
         argv = language.run_argv({"file": path, "dir": "{tmp}", "python": self.python, "workdir": self.workdir})
+        if wrap_argv is not None:
+            argv = wrap_argv(argv)
         warm = self.python if language.warm_interpreter else None
         return self._exec_request(
             argv,
             self.workdir,
             policy,
             timeout,
-            files=(CodeFile(path, code),),
+            files=(CodeFile(path, code), *extra_files),
             warm_python=warm,
             collect=collect,
             collect_budget=collect_budget,
+            collect_count=collect_count,
         )
 
     def argv_request(
@@ -315,10 +323,17 @@ class GuestRunner:
         timeout: float | None,
         collect: Sequence[str] = (),
         collect_budget: int = DEFAULT_COLLECT_BUDGET,
+        collect_count: int = DEFAULT_COLLECT_COUNT,
     ) -> ExecRequest:
         """The request that runs ``argv`` in ``cwd`` (the workdir when None)."""
         return self._exec_request(
-            argv, cwd or self.workdir, policy, timeout, collect=collect, collect_budget=collect_budget
+            argv,
+            cwd or self.workdir,
+            policy,
+            timeout,
+            collect=collect,
+            collect_budget=collect_budget,
+            collect_count=collect_count,
         )
 
     def _exec_request(
@@ -332,6 +347,7 @@ class GuestRunner:
         warm_python: str | None = None,
         collect: Sequence[str] = (),
         collect_budget: int = DEFAULT_COLLECT_BUDGET,
+        collect_count: int = DEFAULT_COLLECT_COUNT,
     ) -> ExecRequest:
         return ExecRequest(
             argv=(*self._sandbox.prefix, *argv),
@@ -343,6 +359,7 @@ class GuestRunner:
             warm_python=warm_python,
             collect=tuple(collect),
             collect_budget=collect_budget,
+            collect_count=collect_count,
         )
 
     def execute(

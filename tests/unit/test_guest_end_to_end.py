@@ -135,6 +135,7 @@ class Guest:
         timeout: float | None = 30.0,
         collect: Sequence[str] = (),
         collect_budget: int = 1 << 20,
+        collect_count: int = 0,
         warm: bool = False,
         encoding_errors: str = "replace",
     ) -> ExecReply:
@@ -148,6 +149,7 @@ class Guest:
             warm_python=self.python if warm else None,
             collect=tuple(collect),
             collect_budget=collect_budget,
+            collect_count=collect_count,
         )
         reply = self.request(request, timeout=timeout, encoding_errors=encoding_errors)
         assert reply.error is None, reply.error
@@ -373,6 +375,71 @@ def test_collect_matches_patterns_by_path_component(guest: Guest) -> None:
     assert list(result.files) == ["out/b.bin"]
     result = _make_files(guest, ["**/c.txt"], 1 << 20)
     assert list(result.files) == ["out/deep/c.txt"]
+
+
+def test_collect_stops_at_the_count_and_says_what_it_skipped(guest: Guest) -> None:
+    reply = guest.run(
+        [PYTHON, "{tmp}/make.py", "{tmp}"],
+        files=[CodeFile("{tmp}/make.py", MAKE_FILES)],
+        collect=["**/*"],
+        collect_count=2,
+    )
+    assert list(reply.files) == ["a.txt", "make.py"]
+    assert reply.skipped == ("out/b.bin", "out/deep/c.txt")
+
+
+def test_collect_names_at_most_a_hundred_skipped_files(guest: Guest) -> None:
+    many = "import os, sys\nfor i in range(150): open(os.path.join(sys.argv[1], '%03d' % i), 'w').close()\n"
+    reply = guest.run(
+        [PYTHON, "{tmp}/many.py", "{tmp}"],
+        files=[CodeFile("{tmp}/many.py", many)],
+        collect=["0*", "1*"],
+        collect_count=10,
+    )
+    assert list(reply.files) == ["%03d" % i for i in range(10)]
+    assert reply.skipped == (*("%03d" % i for i in range(10, 110)), "(40 more)")
+
+
+CHANGE_OUTPUTS = r"""
+import os, sys
+outputs = sys.argv[1]
+with open(os.path.join(outputs, "new.csv"), "w") as f: f.write("a,b\n")
+with open(os.path.join(outputs, "deep", "changed.txt"), "a") as f: f.write("more")
+os.symlink("/etc/passwd", os.path.join(outputs, "passwd.csv"))
+"""
+
+
+def test_collect_from_an_absolute_folder_sends_what_the_run_changed_by_absolute_path(
+    guest: Guest, folders: Folders
+) -> None:
+    outputs = folders.workdir / "outputs"
+    (outputs / "deep").mkdir(parents=True)
+    (outputs / "old.csv").write_text("old")
+    (outputs / "deep" / "changed.txt").write_text("some")
+    os.utime(outputs / "old.csv", (1, 1))  # ctime stays "now": the clock is what matters, not the times set
+    time.sleep(0.05)
+    reply = guest.run(
+        [PYTHON, "{tmp}/change.py", str(outputs)],
+        files=[CodeFile("{tmp}/change.py", CHANGE_OUTPUTS)],
+        collect=["plots/*", f"{outputs}/**"],
+    )
+    assert reply.exit_code == 0, reply.stderr
+    assert dict(reply.files) == {f"{outputs}/new.csv": b"a,b\n", f"{outputs}/deep/changed.txt": b"somemore"}
+
+
+def test_collect_never_walks_through_a_link_to_its_folder(guest: Guest, folders: Folders) -> None:
+    real = folders.workdir / "real"
+    real.mkdir()
+    (folders.workdir / "outputs").symlink_to(real)
+    write = "import sys; open(sys.argv[1] + '/r.txt', 'w').write('x')\n"
+    reply = guest.run(
+        [PYTHON, "{tmp}/w.py", str(real)],
+        files=[CodeFile("{tmp}/w.py", write)],
+        collect=[f"{folders.workdir}/outputs/**", f"{folders.workdir}/outputs/r.txt"],
+    )
+    assert reply.exit_code == 0, reply.stderr
+    assert (real / "r.txt").read_text() == "x"
+    assert dict(reply.files) == {}
 
 
 # Long-lived children ----------------------------------------------------------------------------------------------

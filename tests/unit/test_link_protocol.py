@@ -202,6 +202,16 @@ def test_a_malformed_file_frame_is_a_protocol_error(body: bytes) -> None:
         protocol.feed(frame(Frame.FILE, body))
 
 
+def test_more_files_than_the_request_counts_is_a_protocol_error() -> None:
+    protocol = LinkProtocol()
+    protocol.encode_request({**ping_request(), Field.COLLECT_BUDGET: 1024, Field.COLLECT_COUNT: 2})
+    events = protocol.feed(file_frame("a", b"") + file_frame("b", b""))
+    assert [event.name for event in events if isinstance(event, CollectedFile)] == ["a", "b"]
+    with pytest.raises(GuestProtocolError, match="more collected files"):
+        protocol.feed(file_frame("c", b""))
+    assert protocol.broken
+
+
 def test_an_error_reply_is_a_reply() -> None:
     protocol = LinkProtocol()
     request_id = in_flight(protocol)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         separate_helper,
     )
     from llm_sandbox.guest.filesystem import (
+        change_clock,
         collect_files,
         expand,
         make_temp_dir,
@@ -120,12 +121,16 @@ class Run:
             with as_code:
                 write_files(files)
             argv = [expand(arg, temp_dir) for arg in request[Field.ARGV]]
+            started = change_clock()
             result = self.spawn_and_wait(argv, request)
             patterns = request.get(Field.COLLECT)
             if temp_dir and patterns:
-                # The run's processes are all gone: send what it left before the folder goes.
+                # The run's processes are all gone: send what it left before the folder goes (outside the folder,
+                # only what the run changed).
+                budget = int(request.get(Field.COLLECT_BUDGET) or 0)
+                count = int(request.get(Field.COLLECT_COUNT) or 0)
                 with as_code:
-                    skipped = collect_files(temp_dir, patterns, int(request.get(Field.COLLECT_BUDGET) or 0))
+                    skipped = collect_files(temp_dir, patterns, budget, count, started)
                 result[Result.SKIPPED] = skipped
             return result
         finally:

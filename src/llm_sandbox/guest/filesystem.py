@@ -9,7 +9,7 @@ import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
-    from typing import Any, Callable, Dict, List, Optional, Sequence
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
     from llm_sandbox.guest.confine import INHERITED_ENVIRONMENT
     from llm_sandbox.guest.protocol import Field, empty_reply, put_failed_reply
@@ -191,20 +191,94 @@ def read_regular(parent_fd: int, name: str, limit: int) -> Optional[bytes]:
         os.close(fd)
 
 
-def collect_files(folder: str, patterns: Sequence[str], budget: int) -> List[str]:
-    """Send the regular files under ``folder`` that match ``patterns`` (in walk order: a folder's files, then
-    its subfolders, each sorted by name) as ``FILE`` frames, until one does not fit what is left of ``budget``
-    bytes: that one and every later match are skipped. Links are never followed, anything but a regular file is
-    ignored. Returns the skipped names."""
+def open_folder(path: str) -> int:
+    """A descriptor of the folder ``path`` (absolute), opened one component at a time without following a link on
+    the way; OSError when a component is missing, not a folder, or a link."""
+    fd = os.open("/", DIRECTORY_FLAGS)
+    try:
+        for part in [part for part in path.split("/") if part not in ("", ".")]:
+            if part == "..":
+                raise OSError("a collect root may not climb: " + path)
+            inner = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def collect_roots(folder: str, patterns: Sequence[str]) -> List[Tuple[str, List[List[str]]]]:
+    """The folders to walk and the pattern components to match under each, in the patterns' order: a relative
+    pattern is under ``folder``; an absolute one under its leading components that hold no wildcard."""
+    roots: Dict[str, List[List[str]]] = {}
+    for pattern in patterns:
+        parts = pattern_parts(pattern)
+        if parts is None:
+            continue
+        root = folder
+        if pattern.startswith("/"):
+            literal = 0
+            while literal < len(parts) - 1 and not any(char in parts[literal] for char in "*?["):
+                literal += 1
+            root = "/" + "/".join(parts[:literal])
+            parts = parts[literal:]
+        roots.setdefault(root, []).append(parts)
+    return list(roots.items())
+
+
+class Collecting:
+    """What is left of a collect's budget (bytes) and count (files; 0: no count limit), and what was left out."""
+
+    SKIPPED_NAMED = 100  # skipped files named one by one; past that, only how many more
+
+    def __init__(self, budget: int, count: int, since: Optional[float]) -> None:
+        self.bytes_left = budget
+        self.files_left = count if count > 0 else -1
+        self.since = since
+        self.skipped: List[str] = []
+        self.more_skipped = 0
+
+    def skip(self, name: str) -> None:
+        if len(self.skipped) < self.SKIPPED_NAMED:
+            self.skipped.append(name)
+        else:
+            self.more_skipped += 1
+
+    def report(self) -> List[str]:
+        if self.more_skipped:
+            return [*self.skipped, "(%d more)" % self.more_skipped]
+        return list(self.skipped)
+
+
+def collect_files(
+    folder: str, patterns: Sequence[str], budget: int, count: int = 0, since: Optional[float] = None
+) -> List[str]:
+    """Send the regular files that match ``patterns`` as ``FILE`` frames: a relative pattern names files under
+    ``folder`` (sent by their name relative to it), an absolute one files anywhere (sent by their absolute path).
+    In walk order (a folder's files, then its subfolders, each sorted by name), until one does not fit what is
+    left of ``budget`` bytes or ``count`` files: that one and every later match are skipped. ``since``: only files
+    changed at or after that time (``time.time()``) are sent. Links are never followed, on the way to a folder
+    either; anything but a regular file is ignored. Returns the skipped names."""
+    state = Collecting(budget, count, since)
+    for root, wanted in collect_roots(folder, patterns):
+        prefix = root.rstrip("/") + "/" if root != folder else ""
+        try:
+            root_fd = open_folder(root)
+        except OSError:
+            continue
+        try:
+            collect_under(root_fd, prefix, wanted, state)
+        finally:
+            os.close(root_fd)
+    return state.report()
+
+
+def collect_under(top_fd: int, prefix: str, wanted: List[List[str]], state: Collecting) -> None:
     from fnmatch import fnmatchcase  # only collecting needs it (it imports re)
 
-    wanted = [parts for parts in (pattern_parts(pattern) for pattern in patterns) if parts is not None]
-    skipped: List[str] = []
-    if not wanted:
-        return skipped
-    remaining = budget
-    for root, folders, names, root_fd in os.fwalk(folder, follow_symlinks=False):
-        relative = os.path.relpath(root, folder)
+    for root, folders, names, root_fd in os.fwalk(".", follow_symlinks=False, dir_fd=top_fd):
+        relative = os.path.relpath(root, ".")
         base = [] if relative == "." else relative.split(os.sep)
         folders[:] = sorted(
             name for name in folders if any(glob_may_enter(parts, [*base, name], fnmatchcase) for parts in wanted)
@@ -214,23 +288,35 @@ def collect_files(folder: str, patterns: Sequence[str], budget: int) -> List[str
             if not any(glob_match(parts, path, fnmatchcase) for parts in wanted):
                 continue
             try:
-                if not stat.S_ISREG(os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_mode):
-                    continue
+                info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
             except OSError:
                 continue
-            relative_name = "/".join(path)
-            if skipped:
-                skipped.append(relative_name)
+            if not stat.S_ISREG(info.st_mode) or (state.since is not None and info.st_ctime < state.since):
                 continue
-            data = read_regular(root_fd, name, remaining)
+            relative_name = prefix + "/".join(path)
+            if state.skipped or state.files_left == 0:
+                state.skip(relative_name)
+                continue
+            data = read_regular(root_fd, name, state.bytes_left)
             if data is None:
                 continue
-            if len(data) > remaining:
-                skipped.append(relative_name)
+            if len(data) > state.bytes_left:
+                state.skip(relative_name)
                 continue
             send_file(relative_name, data)
-            remaining -= len(data)
-    return skipped
+            state.bytes_left -= len(data)
+            state.files_left -= 1
+
+
+def change_clock() -> float:
+    """Now, on the clock the kernel stamps file changes with (the coarse one: a file changed after this call
+    never has an older ctime); ``time.time()`` where that clock is not available."""
+    import time
+
+    try:
+        return time.clock_gettime(getattr(time, "CLOCK_REALTIME_COARSE", 5))
+    except OSError:
+        return time.time() - 0.01
 
 
 def which(name: str) -> Optional[str]:

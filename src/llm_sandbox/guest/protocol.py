@@ -76,6 +76,7 @@ class Field:
     WARM_PYTHON = "warm_python"
     COLLECT = "collect"
     COLLECT_BUDGET = "collect_budget"
+    COLLECT_COUNT = "collect_count"
     # one code file of an exec
     PATH = "path"
     CONTENT = "content"
@@ -187,9 +188,11 @@ def exec_request(
     tempdir: bool = True,
     collect: Sequence[str] = (),
     collect_budget: int = 0,
+    collect_count: int = 0,
 ) -> Dict[str, Any]:
-    """Run ``argv`` to its end. ``collect``: glob patterns relative to the run's temporary folder, whose regular
-    files are sent back (up to ``collect_budget`` bytes in all) before the folder is removed."""
+    """Run ``argv`` to its end. ``collect``: glob patterns, relative to the run's temporary folder or absolute,
+    whose regular files are sent back (up to ``collect_budget`` bytes and ``collect_count`` files in all; 0: no
+    count limit) before the folder is removed; outside the folder, only files the run changed."""
     return {
         Field.OP: Op.EXEC,
         Field.ARGV: list(argv),
@@ -202,6 +205,7 @@ def exec_request(
         Field.WARM_PYTHON: warm_python,
         Field.COLLECT: list(collect),
         Field.COLLECT_BUDGET: collect_budget,
+        Field.COLLECT_COUNT: collect_count,
     }
 
 

@@ -6,7 +6,13 @@ is read from the guest's JSON (``from_fields``), every field checked for its typ
 that both directions can be checked against each other.
 """
 
-from llm_sandbox.messages.fields import DEFAULT_COLLECT_BUDGET, GuestLinkError, GuestProtocolError, Reply
+from llm_sandbox.messages.fields import (
+    DEFAULT_COLLECT_BUDGET,
+    DEFAULT_COLLECT_COUNT,
+    GuestLinkError,
+    GuestProtocolError,
+    Reply,
+)
 from llm_sandbox.messages.replies import (
     FEED_ENDINGS,
     CloseReply,
@@ -32,6 +38,7 @@ from llm_sandbox.messages.requests import (
 
 __all__ = [
     "DEFAULT_COLLECT_BUDGET",
+    "DEFAULT_COLLECT_COUNT",
     "FEED_ENDINGS",
     "CloseReply",
     "CloseRequest",

@@ -12,6 +12,8 @@ from llm_sandbox.guest.protocol import Field, Result
 
 # What a run may send back by default when it collects files.
 DEFAULT_COLLECT_BUDGET = 16 * 1024 * 1024
+# How many files a run may send back by default when it collects files.
+DEFAULT_COLLECT_COUNT = 1000
 
 
 class GuestLinkError(SandboxDiedError):

@@ -10,6 +10,7 @@ from llm_sandbox.guest import protocol
 from llm_sandbox.guest.protocol import Field, Op
 from llm_sandbox.messages.fields import (
     DEFAULT_COLLECT_BUDGET,
+    DEFAULT_COLLECT_COUNT,
     _bool,
     _bytes,
     _expect_op,
@@ -117,9 +118,10 @@ class CodeFile:
 @dataclass(frozen=True)
 class ExecRequest(Request):
     """Run ``argv`` to its end: write ``files``, relay output up to ``output_limit`` bytes a stream, stop it at
-    ``timeout``, then send back the regular files of the temporary folder that match ``collect`` (glob patterns
-    relative to the folder; ``**`` for any folders), ``collect_budget`` bytes in all. ``warm_python``: the
-    interpreter whose spare may run a plain ``python -u FILE`` argv."""
+    ``timeout``, then send back the regular files that match ``collect`` (glob patterns relative to the temporary
+    folder, or absolute for files the run changed elsewhere; ``**`` for any folders), ``collect_budget`` bytes and
+    ``collect_count`` files in all. ``warm_python``: the interpreter whose spare may run a plain ``python -u FILE``
+    argv."""
 
     argv: tuple[str, ...]
     cwd: str | None
@@ -131,6 +133,7 @@ class ExecRequest(Request):
     tempdir: bool = True
     collect: tuple[str, ...] = ()
     collect_budget: int = DEFAULT_COLLECT_BUDGET
+    collect_count: int = DEFAULT_COLLECT_COUNT
     op: ClassVar[str] = Op.EXEC
 
     def to_message(self) -> dict[str, Any]:
@@ -145,6 +148,7 @@ class ExecRequest(Request):
             self.tempdir,
             self.collect,
             self.collect_budget,
+            self.collect_count,
         )
 
     @classmethod
@@ -164,6 +168,7 @@ class ExecRequest(Request):
             tempdir=_bool(fields, Field.TEMPDIR),
             collect=_strings(fields, Field.COLLECT),
             collect_budget=_int(fields, Field.COLLECT_BUDGET),
+            collect_count=_int(fields, Field.COLLECT_COUNT),
         )
 
 
