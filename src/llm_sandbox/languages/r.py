@@ -70,7 +70,12 @@ for (package in list.files(lib)) {
 R_PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]")
 
 # The default image, built FROM the common base by ``python -m llm_sandbox.images build r``.
-IMAGE_RECIPE = debian_toolchain_recipe("r", "R with Rscript", "r-base-core", "Rscript --version")
+IMAGE_RECIPE = debian_toolchain_recipe(
+    "r",
+    "R with Rscript, ggplot2 and lattice",
+    "r-base-core r-cran-ggplot2 r-cran-lattice fonts-dejavu-core",
+    "Rscript -e 'library(ggplot2); library(lattice)'",
+)
 
 LANGUAGE = Language(
     name="r",
