@@ -4,6 +4,7 @@ Importing the package loads no engine SDK; the Docker, Podman and Kubernetes cli
 """
 
 from llm_sandbox._version import __version__
+from llm_sandbox.artifacts import ArtifactSandboxSession
 from llm_sandbox.const import SandboxBackend, SupportedLanguage
 from llm_sandbox.data import ConsoleOutput, ExecutionResult, FileType, OutputFile, PlotOutput
 from llm_sandbox.errors import (
@@ -40,6 +41,7 @@ from llm_sandbox.security import RestrictedModule, SecurityIssueSeverity, Securi
 from llm_sandbox.session import SandboxSession
 
 __all__ = [
+    "ArtifactSandboxSession",
     "CommandEmptyError",
     "ConsoleOutput",
     "ContainerError",

@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from llm_sandbox.backends.registry import BackendEntry
 from llm_sandbox.config import (
@@ -16,6 +16,7 @@ from llm_sandbox.config import (
     DEFAULT_WORKDIR,
     UNSET,
     Network,
+    RunPolicy,
     SessionOptions,
     Timeout,
     build_options,
@@ -34,12 +35,24 @@ from llm_sandbox.errors import (
     ValidationError,
 )
 from llm_sandbox.link import OutputCallback
+from llm_sandbox.messages import ExecReply, ExecRequest
 from llm_sandbox.providers import AttachedContainer, NewSandboxes, SandboxProvider
+from llm_sandbox.run_outcome import outcome
+from llm_sandbox.runner import GuestRunner
 from llm_sandbox.sandbox import Sandbox
 from llm_sandbox.security import SecurityPattern, evaluate
 from llm_sandbox.tracking import track, untrack
 
 logger = logging.getLogger(__name__)
+
+
+class RunCapture(Protocol):
+    """What ``run_with`` needs of a capture: the request that runs the code, and the result read from its reply
+    (``llm_sandbox.artifacts.ArtifactCapture`` is one)."""
+
+    def request(self, runner: GuestRunner, code: str, policy: RunPolicy, timeout: float | None) -> ExecRequest: ...
+
+    def result(self, output: ConsoleOutput, reply: ExecReply) -> ExecutionResult: ...
 
 
 class SandboxSession:
@@ -200,6 +213,19 @@ class SandboxSession:
         on_stderr: OutputCallback | None = None,
     ) -> ExecutionResult:
         """Run ``code`` in the session's language and return its real exit code and output."""
+        return self.run_with(None, code, libraries, timeout, on_stdout, on_stderr)
+
+    def run_with(
+        self,
+        capture: RunCapture | None,
+        code: str,
+        libraries: Sequence[str] | None = None,
+        timeout: Timeout = UNSET,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        """``run``, with a capture that shapes the run's request and reads what else its reply brought (the
+        artifacts of ``llm_sandbox.artifacts``): the same policy, installs and limits, still one request."""
         sandbox = self._require_sandbox()
         if not isinstance(code, str):
             raise ArgumentTypeError(f"code must be a string, not {type(code).__name__}")
@@ -208,8 +234,13 @@ class SandboxSession:
             self.install(list(libraries))
         policy = self.options.run
         limit = policy.run_timeout if timeout is UNSET else timeout
-        output = sandbox.runner.run_code(code, policy, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
-        return ExecutionResult(**output.to_dict())
+        runner = sandbox.runner
+        if capture is None:
+            output = runner.run_code(code, policy, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
+            return ExecutionResult(**output.to_dict())
+        request = capture.request(runner, code, policy, limit)
+        reply = runner.execute(request, policy, on_stdout=on_stdout, on_stderr=on_stderr)
+        return capture.result(outcome(reply, limit), reply)
 
     def execute_command(
         self,

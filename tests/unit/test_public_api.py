@@ -10,6 +10,7 @@ import llm_sandbox
 from llm_sandbox import errors
 
 PUBLIC = {
+    "ArtifactSandboxSession",
     "CommandEmptyError",
     "ConsoleOutput",
     "ContainerError",
