@@ -71,6 +71,7 @@ class ArtifactCapture:
     ) -> None:
         self.plotter: Plotter | None = plotter_for(language.name, language.file_name) if plotting else None
         self.limits = limits or ArtifactLimits()
+        self.workdir = workdir
         self.outputs_dir = posixpath.join(workdir, outputs) if outputs else None
 
     def patterns(self) -> tuple[str, ...]:
@@ -112,7 +113,10 @@ class ArtifactCapture:
                     plots.append(plot)
             else:
                 logger.debug("ignoring a collected file the capture did not ask for: %s", name)
-        return Artifacts(tuple(plots), tuple(outputs), tuple(skipped))
+        workdir = self.workdir.rstrip("/") + "/"
+        # Output files left out are named from the workdir (``outputs/big.csv``), as the code wrote them.
+        left_out = tuple(name[len(workdir) :] if name.startswith(workdir) else name for name in skipped)
+        return Artifacts(tuple(plots), tuple(outputs), left_out)
 
     def result(self, output: ConsoleOutput, reply: ExecReply) -> ExecutionResult:
         """The run's result with the artifacts its reply brought."""
