@@ -1,9 +1,10 @@
 """The README's examples run as written (in a folder holding the local file they name), on Docker (the default
-backend, as printed) and on Podman (the same code with ``backend="podman"`` added to its SandboxSession)."""
+backend, as printed) and on Podman (the same code with ``backend="podman"`` added to its session)."""
 
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def readme_examples() -> list[str]:
     blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.M | re.S)
-    assert len(blocks) == 2, "the README's python examples changed: update this test"
+    assert len(blocks) == 3, "the README's python examples changed: update this test"
     return blocks
 
 
@@ -25,12 +26,12 @@ def on_backend(code: str, backend: Harness) -> str:
     """The example as printed on Docker (the default backend); on another, its one session there."""
     if backend.name == "docker":
         return code
-    changed, count = re.subn(r"\bSandboxSession\(", f"SandboxSession(backend={backend.name!r}, ", code)
+    changed, count = re.subn(r"\b(SandboxSession|ArtifactSandboxSession)\(", rf"\1(backend={backend.name!r}, ", code)
     assert count == 1, "the README's example opens more or fewer sessions than one: update this test"
     return changed
 
 
-@pytest.mark.parametrize("code", readme_examples(), ids=["quick-start", "using-it"])
+@pytest.mark.parametrize("code", readme_examples(), ids=["quick-start", "using-it", "plots"])
 def test_readme_example_runs(
     code: str,
     backend: Harness,
@@ -44,6 +45,11 @@ def test_readme_example_runs(
     printed = capsys.readouterr().out
     if "6 * 7" in code:
         assert printed == "0 42\n\n"
+    elif "ArtifactSandboxSession" in code:
+        assert printed == "total 535\n['sales.csv']\n"
+        chart = (tmp_path / "plot_0.png").read_bytes()
+        assert chart.startswith(b"\x89PNG\r\n\x1a\n") and struct.unpack(">II", chart[16:24]) == (640, 480)
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["data.csv", "plot_0.png"]
     else:
         assert printed.startswith("stopped; partial output:")
         assert (tmp_path / "results" / "data.csv").read_text() == "a,b\n1,2\n"
