@@ -165,6 +165,24 @@ def test_output_exit_code_and_namespace_are_the_programs_own(session: ArtifactSa
     assert sizes(result.plots) == [(640, 480)]
 
 
+def test_pyplot_is_imported_ahead_by_the_waiting_interpreter_and_nothing_of_it_shows(
+    session: ArtifactSandboxSession,
+) -> None:
+    check = (
+        "import os, sys\n"
+        "print([name for name in os.environ if name.startswith('LLM_SANDBOX')], 'matplotlib' in sys.modules)\n"
+    )
+    session.execute_command("true")  # no interpreter waits after a command: the next run starts afresh
+    cold = session.run(check, clear_plots=True)
+    time.sleep(2)  # the interpreter waiting for the next run imports pyplot meanwhile
+    warm = session.run(check)
+    assert (cold.stdout, cold.stderr) == ("[] False\n", "")
+    assert (warm.stdout, warm.stderr) == ("[] True\n", "")
+    time.sleep(2)
+    drawn = session.run("import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.show()\n")  # pyplot imported ahead
+    assert (sizes(drawn.plots), drawn.stderr) == ([(640, 480)], "")
+
+
 def test_a_run_that_draws_then_raises_returns_its_plots_and_its_own_traceback(
     session: ArtifactSandboxSession,
 ) -> None:

@@ -26,6 +26,7 @@ import pytest
 from llm_sandbox.errors import OutputDecodingError
 from llm_sandbox.guest import BOOTSTRAP, agent_payload
 from llm_sandbox.guest.protocol import Ended, Field
+from llm_sandbox.guest.warm import WARM_IMPORTS
 from llm_sandbox.link import GuestLink, OutputCallback, Reply
 from llm_sandbox.messages import (
     CloseReply,
@@ -138,11 +139,12 @@ class Guest:
         collect_count: int = 0,
         warm: bool = False,
         encoding_errors: str = "replace",
+        env: dict[str, str] | None = None,
     ) -> ExecReply:
         request = ExecRequest(
             argv=tuple(argv),
             cwd=str(self.workdir),
-            env={},
+            env=env or {},
             timeout=timeout,
             output_limit=1 << 20,
             files=tuple(files),
@@ -396,8 +398,8 @@ def test_collect_names_at_most_a_hundred_skipped_files(guest: Guest) -> None:
         collect=["0*", "1*"],
         collect_count=10,
     )
-    assert list(reply.files) == ["%03d" % i for i in range(10)]
-    assert reply.skipped == (*("%03d" % i for i in range(10, 110)), "(40 more)")
+    assert list(reply.files) == [f"{i:03d}" for i in range(10)]
+    assert reply.skipped == (*(f"{i:03d}" for i in range(10, 110)), "(40 more)")
 
 
 CHANGE_OUTPUTS = r"""
@@ -528,6 +530,24 @@ def test_long_lived_children_survive_the_clean_up_after_runs(guest: Guest) -> No
     assert guest.feed(child.handle, b"hello\n", marker=b"hello\n").ended == Ended.MARKER
     assert guest.close_child(child.handle).exit_code == 137
     assert gone_soon(child.pid) and gone_soon(grandchild)
+
+
+PRELOAD_CHECK = (
+    "import os, sys\n"
+    "print('noisy_preload' in sys.modules, [name for name in os.environ if name.startswith('LLM_SANDBOX')])\n"
+)
+
+
+def test_a_waiting_interpreter_imports_what_the_run_names_quietly_and_hides_the_variable(
+    guest: Guest, folders: Folders
+) -> None:
+    (folders.workdir / "noisy_preload.py").write_text("import sys\nprint('noise')\nsys.stderr.write('noise\\n')\n")
+    environment = {WARM_IMPORTS: "noisy_preload,missing_module"}
+    code = [CodeFile("{tmp}/main.py", PRELOAD_CHECK)]
+    cold = guest.run([guest.python, "-u", "{tmp}/main.py"], files=code, warm=True, env=environment)
+    assert cold.stdout == "False ['LLM_SANDBOX_WARM_IMPORTS']\n"  # no interpreter was waiting: a plain start
+    warm = guest.run([guest.python, "-u", "{tmp}/main.py"], files=code, warm=True, env=environment)
+    assert (warm.stdout, warm.stderr) == ("True []\n", "")
 
 
 def test_closing_a_child_kills_what_it_abandoned_too(guest: Guest) -> None:

@@ -15,7 +15,7 @@ import base64
 import logging
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llm_sandbox.artifacts.images import file_type, image_size
 from llm_sandbox.artifacts.plotters import PLOTS_FOLDER, Plotter, plotter_for
@@ -87,7 +87,7 @@ class ArtifactCapture:
     def request(self, runner: GuestRunner, code: str, policy: RunPolicy, timeout: float | None) -> ExecRequest:
         """The request that runs ``code`` with its figures captured and its artifacts sent back with the reply."""
         plotter = self.plotter
-        return runner.code_request(
+        request = runner.code_request(
             code,
             policy,
             timeout=timeout,
@@ -97,6 +97,9 @@ class ArtifactCapture:
             extra_files=plotter.files if plotter is not None else (),
             wrap_argv=plotter.wrap if plotter is not None else None,
         )
+        if plotter is None or not plotter.environment:
+            return request
+        return replace(request, env={**request.env, **plotter.environment})
 
     def read(self, files: Mapping[str, bytes], skipped: Sequence[str] = ()) -> Artifacts:
         """The artifacts among the files a reply brought (named as the guest sent them)."""

@@ -1,17 +1,18 @@
 """How each language's figures are captured: the files a run writes beside its code file, and how its argv starts
 them. Python starts a launcher in place of the code file (the same ``python -u FILE`` shape, so the warm
-interpreter still serves it); R reads a profile through ``R_PROFILE_USER``. The figures land in ``PLOTS_FOLDER`` of
-the run's temporary folder, from where the run's reply brings them back.
+interpreter still serves it, with pyplot imported ahead); R reads a profile through ``R_PROFILE_USER``. The figures
+land in ``PLOTS_FOLDER`` of the run's temporary folder, from where the run's reply brings them back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
 from llm_sandbox.errors import LanguageNotSupportPlotError
+from llm_sandbox.guest.warm import WARM_IMPORTS
 from llm_sandbox.languages.base import RUN_DIR
 from llm_sandbox.messages import CodeFile
 
@@ -24,10 +25,12 @@ R_PROFILE = f"{RUN_DIR}/llm_sandbox_capture.R"
 @dataclass(frozen=True)
 class Plotter:
     """One language's capture: ``files`` are written into the run's temporary folder, ``wrap`` turns the
-    language's argv for the code file into the one that runs it with the capture."""
+    language's argv for the code file into the one that runs it with the capture, ``environment`` is added to the
+    run's."""
 
     files: tuple[CodeFile, ...]
     wrap: Callable[[list[str]], list[str]]
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 def sandbox_source(name: str) -> str:
@@ -44,7 +47,9 @@ def python_plotter(code_file: str) -> Plotter:
         return [PYTHON_LAUNCHER if part == code_path else part for part in argv]
 
     files = (CodeFile(PYTHON_LAUNCHER, launcher), CodeFile(PYTHON_CAPTURE, sandbox_source("python_capture.py")))
-    return Plotter(files, wrap)
+    # The interpreter the helper keeps waiting for the next run imports pyplot ahead (most of a plot's time); the
+    # launcher takes the variable out of the program's environment.
+    return Plotter(files, wrap, {WARM_IMPORTS: "matplotlib.pyplot"})
 
 
 @cache

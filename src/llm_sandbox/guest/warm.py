@@ -1,6 +1,7 @@
 """A Python interpreter started ahead of the next run, so that a run does not wait for Python to start.
 
-After a Python run the helper starts the same interpreter again, with a small stub, while the host reads the reply.
+After a Python run the helper starts the same interpreter again, with a small stub, while the host reads the reply
+(and, when the run's environment names them in ``WARM_IMPORTS``, has it import those modules meanwhile).
 The next Python run hands it the code file's path on its stdin; the stub then makes ``__main__`` look exactly as it
 does for ``python file.py`` (``__file__``, ``sys.argv``, ``sys.path[0]``, stdin from /dev/null, tracebacks without
 the stub's own frame) and runs the file. Any other request (a command, an install, a copy) may change what a fresh
@@ -19,9 +20,27 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
 
     SpareKey = Tuple[str, Optional[str], Tuple[Tuple[str, str], ...]]  # interpreter, folder, environment
 
+# Modules a waiting interpreter imports before the code arrives (comma-separated, in the run's environment; taken
+# out of it before the code runs): an artifact session preloads its plotting library, the bulk of a plot's time.
+WARM_IMPORTS = "LLM_SANDBOX_WARM_IMPORTS"
+
 WARM_STUB = r"""
 def _llm_sandbox_main():
     import os, sys
+    preload = os.environ.pop("LLM_SANDBOX_WARM_IMPORTS", "")
+    if preload:
+        # Whatever the imports print (a library's warning) is not the next program's output.
+        streams = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = open(os.devnull, "w")
+        try:
+            for name in preload.split(","):
+                try:
+                    __import__(name)
+                except Exception:
+                    pass  # the program's own import will say what is wrong
+        finally:
+            sys.stdout.close()
+            sys.stdout, sys.stderr = streams
     line = sys.stdin.buffer.readline()
     if not line:
         raise SystemExit(0)

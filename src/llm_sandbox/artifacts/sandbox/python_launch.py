@@ -11,6 +11,7 @@ def _llm_sandbox_launch(code_file: str) -> None:
     import os
     import sys
 
+    os.environ.pop("LLM_SANDBOX_WARM_IMPORTS", None)  # the helper's word to a waiting interpreter, not the program's
     here = os.path.dirname(os.path.abspath(__file__))
     path = os.path.join(here, code_file)
     capture_path = os.path.join(here, "llm_sandbox_capture.py")
