@@ -183,6 +183,10 @@ class KubernetesHarness(Harness):
         ),
         "images": "the cluster's nodes pull images: there is no image store to build in",
         "commit": "a pod cannot be saved as an image",
+        "disk_limit": (
+            "a pod's writes are bounded only by ephemeral-storage limits, which the kubelet enforces by evicting "
+            "the pod rather than with ENOSPC; the library sets none (docs/security.md)"
+        ),
     }
 
     @classmethod

@@ -16,15 +16,15 @@ import logging
 from typing import Any
 
 from llm_sandbox.backends.engine_errors import engine_errors, is_gone_or_going
-from llm_sandbox.backends.oci import sweep_install_networks
+from llm_sandbox.backends.oci import sweep_disk_volumes, sweep_install_networks
 from llm_sandbox.labels import MANAGED_LABEL, is_orphan
 
 logger = logging.getLogger(__name__)
 
 
 def sweep(client: Any = None, *, older_than: float | None = None, engine: str = "docker") -> list[str]:
-    """Remove orphaned library containers from a Docker or Podman engine, then the install-window networks they
-    left; return the removed container ids (the networks are logged).
+    """Remove orphaned library containers from a Docker or Podman engine, then the install-window networks and the
+    disk-cap volumes they left; return the removed container ids (the networks and volumes are logged).
 
     ``client`` is a docker or podman SDK client; without one, the ``engine``'s default client is used.
     """
@@ -54,6 +54,8 @@ def sweep(client: Any = None, *, older_than: float | None = None, engine: str = 
             removed.append(str(container.id))
         for network in sweep_install_networks(client, sdk=engine, older_than=older_than):
             logger.info("removed orphaned install network %s", network)
+        for volume in sweep_disk_volumes(client, sdk=engine, older_than=older_than):
+            logger.info("removed orphaned disk-cap volume %s", volume)
     finally:
         if owned_client:
             client.close()

@@ -16,12 +16,14 @@ from llm_sandbox.hints import did_you_mean
 from llm_sandbox.languages.base import Language
 from llm_sandbox.languages.registry import get_language
 from llm_sandbox.security import SecurityPolicy
+from llm_sandbox.sizes import parse_size
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_OUTPUT_LIMIT = 10 * 1024 * 1024
 DEFAULT_COPY_LIMIT = 1024**3
+DEFAULT_DISK_LIMIT = 2 * 1024**3
 DEFAULT_WORKDIR = "/sandbox"
 SANDBOX_USER = "65534:65534"
 
@@ -44,6 +46,7 @@ RELAXABLE = {
     "init": "the init process as PID 1",
     "pids_limit": "the limit on the number of processes",
     "file_size_limit": "the limit on the size of one file",
+    "disk_limit": "the cap on what the code writes into the sandbox in total (disk_limit)",
 }
 
 
@@ -163,6 +166,16 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def _disk_limit(value: Any, *, commit: bool) -> int | None:
+    limit = parse_size("disk_limit", value)
+    if commit:
+        # The cap's tmpfs volumes are not part of the container's layer, so a commit would save none of what the
+        # code wrote or installed: a sandbox that is to be committed writes to its layer, uncapped.
+        logger.info("commit_container: the sandbox's writes go to its own layer, without the disk_limit cap")
+        return None
+    return limit
+
+
 def _network(value: Any) -> Network:
     try:
         return Network(value.value if isinstance(value, Network) else str(value).lower())
@@ -242,6 +255,7 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
         runtime_configs=runtime_configs,
         libraries=_libraries(raw["libraries"]),
         skip_environment_setup=bool(raw["skip_environment_setup"]),
+        limits=Limits(disk_bytes=_disk_limit(raw["disk_limit"], commit=bool(raw["commit_container"]))),
         relaxed=_relaxed(raw["relax_hardening"]),
     )
     run = RunPolicy(

@@ -19,6 +19,7 @@ OWNER_PID_LABEL = f"{LABEL_PREFIX}.owner-pid"
 OWNER_HOST_LABEL = f"{LABEL_PREFIX}.owner-host"
 EGRESS_LABEL = f"{LABEL_PREFIX}.egress"  # "deny" / "allow" on pods: what the documented NetworkPolicy selects on
 RECIPE_LABEL = f"{LABEL_PREFIX}.recipe"  # sha256 of the recipe a built image came from
+DISK_VOLUME_LABEL = f"{LABEL_PREFIX}.disk-place"  # on a disk-cap volume: the place in the sandbox it is mounted at
 
 
 def sandbox_labels(sandbox_id: str) -> dict[str, str]:

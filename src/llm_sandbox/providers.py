@@ -19,6 +19,7 @@ from llm_sandbox.errors import ImageNotFoundError, ImagePullError, ValidationErr
 from llm_sandbox.images import build_hint, default_image
 from llm_sandbox.labels import sandbox_labels
 from llm_sandbox.sandbox import Sandbox
+from llm_sandbox.writable_places import disk_plan
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class NewSandboxes(SandboxProvider):
             limits=spec.limits,
             runtime_configs=spec.runtime_configs,
             relaxed=spec.relaxed,
+            disk=disk_plan(spec),
+            default_image=image is None,
         )
         try:
             backend.create(container)

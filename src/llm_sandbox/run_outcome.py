@@ -25,6 +25,12 @@ def outcome(reply: ExecReply, timeout: float | None) -> ConsoleOutput:
         duration_s=reply.duration_s,
     )
     limits = set(reply.limits)
+    if Limit.DISK in limits:  # before the others: a run over the cap may also have been stopped or OOM-killed
+        raise DiskLimitError(
+            "the run wrote more than the sandbox's disk limit (disk_limit, in total across the workdir, the "
+            "temporary folders and the library prefix); the files it wrote were removed, so the next run has room",
+            output,
+        )
     if output.timed_out:
         raise SandboxTimeoutError(
             f"the run exceeded its timeout of {timeout:g} s; its processes were killed", output, timeout

@@ -52,6 +52,7 @@ from llm_sandbox.messages import (
     SpawnRequest,
 )
 from llm_sandbox.run_outcome import log_chunk, outcome
+from llm_sandbox.writable_places import disk_plan
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ RESET_TIMEOUT_S = 60.0
 CONTROL_TIMEOUT_S = 30.0  # spawn and close: no user code runs to its end meanwhile
 # Beyond the workdir and the temporary folder, what a reset empties of the code's files: its library prefix (the
 # next user must not import the last one's libraries) and the other temporary folder.
-RESET_FOLDERS = (USER_PREFIX, "/var/tmp")  # noqa: S108 - a folder to empty of the code's files, not to write
+RESET_FOLDERS = (USER_PREFIX, "/var/tmp", "/run/lock")  # noqa: S108 - a folder to empty of the code's files, not to write
 
 ReplyType = TypeVar("ReplyType")
 
@@ -129,6 +130,7 @@ class GuestRunner:
         # the lease when it is separated; the seccomp filter wherever the sandbox is the library's (unless the
         # caller relaxed it by name).
         confine = capabilities.pid_namespace and capabilities.own_uid and "seccomp" not in self._spec.relaxed
+        disk = disk_plan(self._spec) if sandbox.owned else None
         request = InfoRequest(
             workdir=self._spec.workdir,
             kill_all=capabilities.pid_namespace and capabilities.own_uid,
@@ -139,6 +141,9 @@ class GuestRunner:
             prefix=sandbox.prefix if ids is not None else (),
             # The code's own library prefix: its programs on the code's PATH (never on the helper's or root's).
             code_path=tuple(self._spec.language.user_paths()) if sandbox.owned else (),
+            # The places the code writes, capped each by the engine, held together to the cap by the guest.
+            disk_paths=disk.places if disk is not None else (),
+            disk_limit=disk.limit if disk is not None else 0,
         )
         try:
             stream.send(agent_payload())

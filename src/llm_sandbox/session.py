@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from llm_sandbox.backends.registry import BackendEntry
 from llm_sandbox.config import (
     DEFAULT_COPY_LIMIT,
+    DEFAULT_DISK_LIMIT,
     DEFAULT_OUTPUT_LIMIT,
     DEFAULT_WORKDIR,
     UNSET,
@@ -94,6 +95,7 @@ class SandboxSession:
         encoding_errors: str = "replace",
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         copy_limit: int = DEFAULT_COPY_LIMIT,
+        disk_limit: int | str = DEFAULT_DISK_LIMIT,
         relax_hardening: Sequence[str] | None = None,
         **unknown: Any,
     ) -> None:

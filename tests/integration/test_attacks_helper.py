@@ -22,6 +22,8 @@ import pytest
 
 from harness import Harness
 from llm_sandbox import ContainerError, ImageNotFoundError, SandboxDiedError, SandboxSession
+from llm_sandbox.cleanup import sweep
+from llm_sandbox.labels import OWNER_PID_LABEL
 
 CODE_UID = 65534
 EPERM, EACCES = 1, 13
@@ -310,6 +312,23 @@ def test_a_sandbox_ends_by_itself_once_its_host_process_is_killed(
     while not _removed(engine_client, container_id):
         assert time.monotonic() < deadline, "the stopped sandbox was not removed"
         time.sleep(0.2)
+    if backend.capabilities().disk_limit:
+        _disk_volumes_hold_nothing_and_are_swept(engine_client, owner.pid)
+
+
+def _disk_volumes_hold_nothing_and_are_swept(engine_client: Any, owner_pid: int) -> None:
+    """The engines keep a removed container's named volumes: the disk cap's tmpfs volumes of a dead owner remain
+    as empty names (a tmpfs holds nothing once unmounted), and the sweep removes them."""
+    volumes = engine_client.volumes.list(filters={"label": f"{OWNER_PID_LABEL}={owner_pid}"})
+    assert volumes, "the sandbox had disk-cap volumes"
+    with open("/proc/mounts", encoding="utf-8") as mounts:
+        mounted = {line.split()[1] for line in mounts}
+    for volume in volumes:
+        mountpoint = volume.attrs.get("Mountpoint", "")
+        assert mountpoint not in mounted, f"{volume.name} is still mounted on the host"
+        assert not os.path.isdir(mountpoint) or not os.listdir(mountpoint), f"{volume.name} holds data"
+    sweep(engine_client)
+    assert not engine_client.volumes.list(filters={"label": f"{OWNER_PID_LABEL}={owner_pid}"})
 
 
 @pytest.mark.requires("user_switch", "own_uid", "init")

@@ -372,9 +372,11 @@ def test_volumes_bind_a_host_folder_read_only_and_read_write(backend: Harness, t
 @ENGINE_BACKENDS
 @pytest.mark.requires("own_cgroup")
 def test_mem_limit_is_set_on_the_engine_and_a_bomb_above_it_is_reported(backend: Harness, engine_client: Any) -> None:
-    with backend.session(lang="python", runtime_configs={"mem_limit": "256m"}) as session:
+    options = {"runtime_configs": {"mem_limit": "256m"}, "disk_limit": "64m"}
+    with backend.session(lang="python", **options) as session:
         config = engine_client.containers.get(session.container_id).attrs["HostConfig"]
-        assert config["Memory"] == 256 * 1024 * 1024
+        # The disk cap's files live in memory too: the cgroup's limit is the caller's plus the cap.
+        assert config["Memory"] == (256 + 64) * 1024 * 1024
         # 200 MiB fits (well under the 1 GiB default, and under 256 MiB): the limit is not hit by less.
         assert session.run("b = bytearray(150 * 1024 * 1024)\nprint('ok')").stdout == "ok\n"
         with pytest.raises(MemoryLimitError) as raised:

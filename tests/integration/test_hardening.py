@@ -199,8 +199,8 @@ def _size(session: SandboxSession, path: str) -> int:
 def test_filling_tmp_and_dev_shm_stays_inside_the_sandbox(backend: Harness) -> None:
     fill = 80 * 1024 * 1024
     with backend.session(lang="python") as session:
-        # The workdir and /tmp are the container's own writable layer: 80 MiB go in whole (each file is bounded
-        # by the file-size limit, see the giant-file test) and can be removed again.
+        # The workdir and /tmp are tmpfs volumes of the disk cap (test_disk_limit.py): 80 MiB go in whole (each
+        # file is bounded by the file-size limit too, see the giant-file test) and can be removed again.
         for area in AREAS[:2]:
             result = session.execute_command(f"head -c 80M /dev/zero > {area}/fill")
             assert (result.exit_code, result.stderr) == (0, ""), area
@@ -239,7 +239,8 @@ def test_engine_keeps_no_log_of_the_output(session: SandboxSession, engine_clien
     config = attrs["HostConfig"]
     assert config["LogConfig"]["Type"] == "none"
     assert config["PidsLimit"] == 256
-    assert config["Memory"] == config["MemorySwap"] == 1024**3
+    # 1 GiB for the code, and 2 GiB for the files of the disk cap (tmpfs pages are charged to the cgroup).
+    assert config["Memory"] == config["MemorySwap"] == 3 * 1024**3
     if backend.engine == "docker":
         assert config["NetworkMode"] == "none"
     else:  # Podman: on its bridge, disconnected before start

@@ -48,6 +48,8 @@ class BackendCapabilities:
     process_limit: bool = False
     #: The size of one file is capped (a larger write ends in SIGXFSZ).
     file_size_limit: bool = False
+    #: What the code writes into the sandbox is capped in total (``Limits.disk_bytes``; over it: DiskLimitError).
+    disk_limit: bool = False
 
     def for_attached(self) -> BackendCapabilities:
         """What still holds in a container its owner runs: only what the container has whoever made it."""
@@ -59,6 +61,7 @@ class BackendCapabilities:
             init=False,
             process_limit=False,
             file_size_limit=False,
+            disk_limit=False,
         )
 
     def missing(self, *names: str) -> list[str]:
@@ -79,6 +82,21 @@ class Limits:
     cpus: float | None = 1.0
     pids: int | None = 256
     file_size_bytes: int | None = 1024**3
+    #: The total the code may write into the sandbox (each place it can write is a tmpfs of this size, counted
+    #: against the memory limit, which is raised by as much: see ``backends/disk.py``).
+    disk_bytes: int | None = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    """The disk cap of a container the library creates: each place the code can write is a tmpfs as large as
+    ``limit``, and the guest holds them together to ``limit``; ``owner`` (uid, gid) owns the ``owned`` places (the
+    workdir and the code's library prefix; the temporary folders are root's, sticky and open to all)."""
+
+    places: tuple[str, ...]
+    limit: int
+    owner: tuple[int, int] | None
+    owned: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,10 @@ class ContainerSpec:
     runtime_configs: Mapping[str, Any] = field(default_factory=dict)
     #: Hardened defaults the caller took away by name (``relax_hardening``).
     relaxed: frozenset[str] = frozenset()
+    #: The disk cap (None: none; Kubernetes and a relaxed ``disk_limit`` have none).
+    disk: DiskPlan | None = None
+    #: The image is the library's default one for the language, whose capped places hold nothing to copy up.
+    default_image: bool = False
 
 
 #: How long a one-shot exec may run before it is abandoned, unless its ``Command`` says otherwise.

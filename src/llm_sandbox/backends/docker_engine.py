@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import tarfile
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from llm_sandbox.backends.engine_errors import engine_errors, is_missing
 from llm_sandbox.backends.oci import ARCHIVE_CHUNK, OciBackend, shared_client
 from llm_sandbox.backends.runtime_options import docker_create_options
 from llm_sandbox.backends.sdk import import_sdk
+from llm_sandbox.errors import DiskLimitError, SandboxFileNotFoundError
 
 # An install window's bridge: no traffic between the containers on it (there is only the sandbox, and Docker keeps
 # bridge networks apart from each other).
@@ -45,9 +47,10 @@ class DockerBackend(OciBackend):
 
     def _prepare(self, spec: ContainerSpec) -> None:
         # The code user must own the workdir. Without CAP_CHOWN nothing inside the container can arrange that,
-        # so the engine writes the directory entry, keeping the uid/gid of the tar header (copyUIDGID).
+        # so the engine writes the directory entry, keeping the uid/gid of the tar header (copyUIDGID). A workdir
+        # that is a volume of the disk cap is owned by the code user already (the volume's mount options).
         uid, _, gid = spec.code_user.partition(":")
-        if not uid.isdigit():
+        if not uid.isdigit() or (spec.disk is not None and spec.workdir in spec.disk.places):
             return
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as archive:
@@ -58,6 +61,49 @@ class DockerBackend(OciBackend):
             entry.gid = int(gid) if gid.isdigit() else int(uid)
             archive.addfile(entry)
         self.put_archive("/", buffer.getvalue(), keep_owner=True)
+
+    def _after_start(self, spec: ContainerSpec) -> None:
+        if self._disk_volumes and not spec.default_image:
+            self._copy_up_image_files(spec)
+
+    def _copy_up_image_files(self, spec: ContainerSpec) -> None:
+        """Docker fills a new volume with what the image holds at its place, but a tmpfs volume loses it (it is
+        unmounted after the copy): the image's files at each capped place are copied in here instead, read from
+        a container of the image that never starts. The library's default images hold nothing there."""
+        limit = spec.disk.limit if spec.disk is not None else 0
+        with self._errors(f"reading the files of {spec.image} at the disk cap's places"):
+            probe = self.client.containers.create(spec.image, ["true"], labels=dict(spec.labels), network_disabled=True)
+        try:
+            for volume in self._disk_volumes:
+                image_files = self._image_files(probe.id, spec.image, volume.target, limit)
+                if image_files is not None:
+                    self.put_archive(posixpath.dirname(volume.target), image_files, keep_owner=True)
+        finally:
+            with self._errors("removing the container that read the image's files"):
+                probe.remove(force=True)
+
+    def _image_files(self, probe_id: str, image: str, place: str, limit: int) -> bytes | None:
+        """The tar of the image's files at ``place`` (None: the image has nothing there)."""
+        try:
+            with self._errors(f"reading {place} of the image"):
+                chunks, _stat = self.client.api.get_archive(probe_id, place, chunk_size=ARCHIVE_CHUNK)
+        except SandboxFileNotFoundError:
+            return None
+        data = bytearray()
+        try:
+            for chunk in chunks:
+                data += chunk
+                if len(data) > limit + ARCHIVE_CHUNK:  # headers and padding aside, more than the cap holds
+                    raise DiskLimitError(
+                        f"the image {image} holds more at {place} than disk_limit ({limit} bytes) "
+                        "allows: raise disk_limit, or pass relax_hardening=['disk_limit']"
+                    )
+        finally:
+            chunks.close()
+        with tarfile.open(fileobj=io.BytesIO(bytes(data))) as archive:
+            if len(archive.getmembers()) <= 1:  # the folder alone: nothing to copy
+                return None
+        return bytes(data)
 
     def _put_archive(self, path: str, data: bytes, keep_owner: bool) -> None:
         api = self.client.api

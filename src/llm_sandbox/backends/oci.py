@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -31,12 +32,14 @@ from llm_sandbox.backends.base import (
     ExecOutput,
     ImageStore,
 )
+from llm_sandbox.backends.disk import DiskVolume, disk_volumes
 from llm_sandbox.backends.docker_stream import DockerExecStream
 from llm_sandbox.backends.engine_errors import (
     engine_errors,
     is_gone_or_going,
     is_image_missing,
     is_missing,
+    status_code,
 )
 from llm_sandbox.errors import (
     ContainerError,
@@ -46,13 +49,21 @@ from llm_sandbox.errors import (
     SandboxError,
     SandboxFileNotFoundError,
 )
-from llm_sandbox.labels import LABEL_PREFIX, MANAGED_LABEL, SANDBOX_LABEL, is_orphan, sandbox_labels
+from llm_sandbox.labels import (
+    DISK_VOLUME_LABEL,
+    LABEL_PREFIX,
+    MANAGED_LABEL,
+    SANDBOX_LABEL,
+    is_orphan,
+    sandbox_labels,
+)
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_CHUNK = 1024 * 1024
 INSTALL_NETWORK_PREFIX = "llm-sandbox-install-"
 INSTALL_NETWORK_LABEL = f"{LABEL_PREFIX}.install-window"  # on an install network: the container it was made for
+VOLUME_IN_USE_WAIT_S = 10.0
 GO_MODE_DIR = 1 << 31  # the directory bit of Go's os.FileMode, as the stat header reports it
 
 
@@ -87,6 +98,7 @@ class OciBackend(Backend, ImageStore):
         self._client = client
         self._container: Any = None
         self._install_network: str | None = None  # the network of an open install window
+        self._disk_volumes: list[DiskVolume] = []  # the disk cap's volumes of a container this backend created
 
     # The engine's dialect ------------------------------------------------------------------------------------
 
@@ -146,6 +158,14 @@ class OciBackend(Backend, ImageStore):
 
     def create(self, spec: ContainerSpec) -> None:
         options = self._create_options(spec)
+        self._create_disk_volumes(disk_volumes(spec, engine=self.sdk))
+        try:
+            self._create_container(spec, options)
+        except BaseException:
+            self._remove_disk_volumes()
+            raise
+
+    def _create_container(self, spec: ContainerSpec, options: dict[str, Any]) -> None:
         with self._errors(f"creating a container from {spec.image}"):
             try:
                 self._container = self.client.containers.create(**options)
@@ -202,6 +222,24 @@ class OciBackend(Backend, ImageStore):
             try:
                 with self._errors(f"removing the install network {network}"):
                     self._remove_network(network)
+            except ContainerError as error:
+                logger.warning("%s (the sweep removes it by its labels)", error)
+        self._remove_disk_volumes()
+
+    def _create_disk_volumes(self, volumes: list[DiskVolume]) -> None:
+        for volume in volumes:
+            with self._errors(f"creating the disk-cap volume {volume.name}"):
+                self.client.volumes.create(
+                    name=volume.name, driver="local", driver_opts=volume.driver_opts, labels=volume.labels
+                )
+            self._disk_volumes.append(volume)
+
+    def _remove_disk_volumes(self) -> None:
+        volumes, self._disk_volumes = self._disk_volumes, []
+        for volume in volumes:
+            try:
+                with self._errors(f"removing the disk-cap volume {volume.name}"):
+                    remove_volume(self.client, volume.name, self.sdk)
             except ContainerError as error:
                 logger.warning("%s (the sweep removes it by its labels)", error)
 
@@ -358,6 +396,43 @@ def sweep_install_networks(client: Any, *, sdk: str, older_than: float | None = 
             logger.warning("%s", error)
             continue
         removed.append(str(network.name))
+    return removed
+
+
+def remove_volume(client: Any, name: str, sdk: str) -> None:
+    """Remove a volume (gone already is fine). A volume still in use, because the engine is still removing a
+    container that ended by itself, is tried again for a few seconds."""
+    deadline = time.monotonic() + VOLUME_IN_USE_WAIT_S
+    while True:
+        try:
+            client.volumes.get(name).remove(force=True)
+            return
+        except Exception as error:
+            if is_missing(sdk, error):
+                return
+            if status_code(error) != 409 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def sweep_disk_volumes(client: Any, *, sdk: str, older_than: float | None = None) -> list[str]:
+    """Remove the disk-cap volumes whose owner process is gone (or every one older than ``older_than`` seconds);
+    return their names. Run it after the orphaned containers are removed: a volume still in use stays."""
+    removed: list[str] = []
+    with engine_errors("listing the library's disk-cap volumes", sdk=sdk):
+        volumes = client.volumes.list(filters={"label": DISK_VOLUME_LABEL})
+    for volume in volumes:
+        attrs = volume.attrs or {}
+        labels = dict(attrs.get("Labels") or attrs.get("labels") or {})
+        if labels.get(MANAGED_LABEL) != "true" or not is_orphan(labels, older_than=older_than):
+            continue
+        try:
+            with engine_errors(f"removing the disk-cap volume {volume.name}", sdk=sdk):
+                remove_volume(client, str(volume.name), sdk)
+        except ContainerError as error:
+            logger.warning("%s", error)
+            continue
+        removed.append(str(volume.name))
     return removed
 
 

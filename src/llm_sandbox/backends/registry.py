@@ -25,6 +25,7 @@ OCI_CAPABILITIES = BackendCapabilities(
     user_switch=True,
     process_limit=True,
     file_size_limit=True,
+    disk_limit=True,
 )
 # A pod has its own pid namespace and cgroup, and the restricted pod runs nothing but the code's uid. It has no
 # init, no process or file-size limit, no image store, and exec cannot choose a user; the network is switched by

@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from llm_sandbox.backends.base import ContainerSpec
+from llm_sandbox.backends.disk import disk_volumes, volume_bindings
 from llm_sandbox.errors import UnknownOptionError
 from llm_sandbox.hints import did_you_mean
+from llm_sandbox.sizes import parse_size
 
 # Keys a caller may set; each is passed to the engine as given and wins over the library's default.
 ALLOWED_RUNTIME_KEYS = frozenset(
@@ -88,7 +90,7 @@ HELPER_CAPABILITIES: tuple[str, ...] = ("SETUID", "SETGID", "KILL", "SETPCAP")
 NO_NEW_PRIVILEGES = "no-new-privileges"
 
 
-def docker_create_options(spec: ContainerSpec) -> dict[str, Any]:
+def docker_create_options(spec: ContainerSpec, engine: str = "docker") -> dict[str, Any]:
     """``containers.create`` keyword arguments: hardened defaults, then the caller's runtime_configs merged in.
 
     The caller adds to the hardening, never takes from it silently: security options and dropped capabilities are
@@ -124,7 +126,20 @@ def docker_create_options(spec: ContainerSpec) -> dict[str, Any]:
         options["ulimits"] = [{"Name": "fsize", "Soft": limits.file_size_bytes, "Hard": limits.file_size_bytes}]
     for key, value in spec.runtime_configs.items():
         _merge(options, key, value, relaxed)
+    _add_disk_cap(options, spec, engine)
     return options
+
+
+def _add_disk_cap(options: dict[str, Any], spec: ContainerSpec, engine: str) -> None:
+    """Mount the disk cap's volumes, and raise the memory limit by the cap: their pages are charged to it."""
+    volumes = disk_volumes(spec, engine=engine)
+    if not volumes or spec.disk is None:
+        return
+    options["volumes"] = volume_bindings(volumes, options.get("volumes"))
+    for key in ("mem_limit", "memswap_limit"):
+        value = options.get(key)
+        if value is not None and value != -1:
+            options[key] = parse_size(f"runtime_configs[{key!r}]", value) + spec.disk.limit
 
 
 def _merge(options: dict[str, Any], key: str, value: Any, relaxed: frozenset[str]) -> None:
@@ -188,7 +203,7 @@ PODMAN_DEFAULT_ULIMITS = {"nofile": 1024, "nproc": 16384}
 
 def podman_create_options(spec: ContainerSpec) -> dict[str, Any]:
     """``containers.create`` keyword arguments for the podman SDK (the same defaults as Docker)."""
-    options = docker_create_options(spec)
+    options = docker_create_options(spec, engine="podman")
     options["network_mode"] = "bridge"  # the engine's default network; cut off before start unless allowed
     # The podman SDK reads security_opt as SELinux options: say no-new-privileges its own way, refuse the rest.
     security_opt = options.pop("security_opt")

@@ -12,7 +12,7 @@ import sys
 from functools import cache
 from importlib import resources
 
-MODULES = ("protocol", "wire", "confine", "processes", "child", "filesystem", "warm", "longlived", "agent")
+MODULES = ("protocol", "wire", "confine", "processes", "child", "disk", "filesystem", "warm", "longlived", "agent")
 # The command line only holds this loader. The program comes first on stdin: an interpreter tag and the program
 # compiled by the host (used when the guest's interpreter is the same, which saves compiling it at every start),
 # then its source (for any other interpreter); each length-prefixed. argv stays short and `ps` readable.

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         namespace_filter,
         separate_helper,
     )
+    from llm_sandbox.guest.disk import CHECK_EVERY_S, DiskCap, run_limit_names
     from llm_sandbox.guest.filesystem import (
         change_clock,
         collect_files,
@@ -101,6 +102,7 @@ class Run:
         self.truncated = False
         self.timed_out = False
         self.stopped = False
+        self.over_disk = False  # stopped because the places the code writes passed the disk cap
         self.warm_next: Optional[Tuple[str, Optional[str], Dict[str, str]]] = None
 
     def relay(self, kind: bytes, data: bytes) -> None:
@@ -144,6 +146,7 @@ class Run:
         with guest.as_code:
             cwd = usable_cwd(request)
         before = resource_counters(guest.own_cgroup)
+        started_at = time.time()
         started = time.monotonic()
         python = request.get(Field.WARM_PYTHON)
         path = warm_argv_path(argv, python) if python else None
@@ -168,6 +171,8 @@ class Run:
         duration = time.monotonic() - started
         guest.clean_up(False)
         raised = counters_raised(before, resource_counters(guest.own_cgroup))
+        with guest.as_code:  # a run over the cap loses what it wrote, removed as the code
+            raised += run_limit_names(guest.disk, started_at, self.over_disk)
         return exec_reply(exit_status(returncode), duration, self.timed_out, self.truncated, raised)
 
     def pump(self, process: Child, deadline: Optional[float]) -> None:
@@ -178,9 +183,10 @@ class Run:
         if self.guest.lease:  # the host sends nothing while a request runs: input now means its end
             poller.register(IN.fileno(), select.POLLIN)
         exited_at = None
+        disk = self.guest.disk
         while kinds:
             now = time.monotonic()
-            wait = 0.5
+            wait = CHECK_EVERY_S if disk.active else 0.5
             if deadline is not None:
                 wait = min(wait, max(0.0, deadline - now))
             if exited_at is not None:
@@ -202,6 +208,9 @@ class Run:
                 self.stop(process)
             elif deadline is not None and now >= deadline and not self.stopped and process.poll() is None:
                 self.timed_out = True
+                self.stop(process)
+            elif not self.stopped and disk.passed_during_run(now):
+                self.over_disk = True
                 self.stop(process)
             elif exited_at is None and process.poll() is not None:
                 exited_at = now
@@ -291,6 +300,7 @@ class Guest:
         self.code_ids: Optional[Tuple[int, int]] = None  # separated (root, the code under these ids); from info
         self.lease = False  # the end of the input ends the sandbox (separated only); from info
         self.code_path: List[str] = []  # folders at the end of the code's PATH (its library prefix); from info
+        self.disk = DiskCap()  # the capped places the code writes and their total; from info
         self.as_code = ActingAsCode()
         self.subreaper = False
         self.spares = Spares()
@@ -372,6 +382,7 @@ class Guest:
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.seccomp = bool(request.get(Field.CONFINE))
         self.code_path = [str(folder) for folder in request.get(Field.CODE_PATH) or []]
+        self.disk.configure(list(request.get(Field.DISK_PATHS) or []), int(request.get(Field.DISK_LIMIT) or 0))
         confinable = can_confine(self.code_ids) if self.seccomp else bool(namespace_filter(os.uname().machine))
         workdir = request.get(Field.WORKDIR) or "/"
         # Where the code cannot be confined as asked, nothing of it runs (the host refuses the sandbox).

@@ -64,6 +64,8 @@ class Field:
     LEASE = "lease"
     PREFIX = "prefix"
     CODE_PATH = "code_path"
+    DISK_PATHS = "disk_paths"
+    DISK_LIMIT = "disk_limit"
     FOLDERS = "folders"
     # exec, spawn
     ARGV = "argv"
@@ -128,6 +130,7 @@ class Limit:
 
     OOM = "oom"
     PIDS = "pids"
+    DISK = "disk"  # the places the code writes held the disk cap's total (see disk.py)
 
 
 class Ended:
@@ -150,6 +153,8 @@ def info_request(
     lease: bool = False,
     prefix: Sequence[str] = (),
     code_path: Sequence[str] = (),
+    disk_paths: Sequence[str] = (),
+    disk_limit: int = 0,
 ) -> Dict[str, Any]:
     """``kill_all``: kill(-1) as the code's uid reaches the code's processes only; ``own_cgroup``: the cgroup
     counters under /sys/fs/cgroup are the sandbox's own; ``code_user``: the code's (uid, gid) when the helper was
@@ -158,7 +163,8 @@ def info_request(
     whether it can); ``lease``: the end of the helper's input ends the sandbox (every other process is killed);
     ``prefix``: the argv every command runs under (an environment wrapper), through which the guest looks up the
     code's interpreter; ``code_path``: folders put at the end of the PATH of every process the code runs (the
-    code's own library prefix: on the code's PATH, never on the helper's or root's)."""
+    code's own library prefix: on the code's PATH, never on the helper's or root's); ``disk_paths`` and
+    ``disk_limit``: the size-capped places the code writes and the total they may hold together (0: no cap)."""
     return {
         Field.OP: Op.INFO,
         Field.WORKDIR: workdir,
@@ -169,6 +175,8 @@ def info_request(
         Field.LEASE: lease,
         Field.PREFIX: list(prefix),
         Field.CODE_PATH: list(code_path),
+        Field.DISK_PATHS: list(disk_paths),
+        Field.DISK_LIMIT: disk_limit,
     }
 
 

@@ -46,7 +46,8 @@ class InfoRequest(Request):
     code's (uid, gid) when the helper runs as root and runs the code under that uid (None: the code runs as the
     helper's own user); ``seccomp``: confine the code with the library's seccomp filter; ``lease``: the end of the
     helper's input ends the sandbox; ``prefix``: the argv every command runs under, for the interpreter lookup;
-    ``code_path``: folders at the end of the code's PATH (its library prefix's programs).
+    ``code_path``: folders at the end of the code's PATH (its library prefix's programs); ``disk_paths`` and
+    ``disk_limit``: the size-capped places the code writes and the total they may hold together (0: no cap).
     """
 
     workdir: str
@@ -57,6 +58,8 @@ class InfoRequest(Request):
     lease: bool = False
     prefix: tuple[str, ...] = ()
     code_path: tuple[str, ...] = ()
+    disk_paths: tuple[str, ...] = ()
+    disk_limit: int = 0
     op: ClassVar[str] = Op.INFO
 
     def to_message(self) -> dict[str, Any]:
@@ -69,6 +72,8 @@ class InfoRequest(Request):
             self.lease,
             self.prefix,
             self.code_path,
+            self.disk_paths,
+            self.disk_limit,
         )
 
     @classmethod
@@ -83,6 +88,8 @@ class InfoRequest(Request):
             lease=_bool(fields, Field.LEASE),
             prefix=_strings(fields, Field.PREFIX),
             code_path=_strings(fields, Field.CODE_PATH),
+            disk_paths=_strings(fields, Field.DISK_PATHS),
+            disk_limit=_int(fields, Field.DISK_LIMIT),
         )
 
 
