@@ -1,4 +1,4 @@
-"""ArtifactSandboxSession with R on the real engines (Docker, and Podman through the harness): base graphics,
+"""ArtifactSandboxSession with R on Docker, Podman and Kubernetes (the fake API server, real containers): base graphics,
 ggplot2 (printed and ggsave'd) and lattice come back decoded; output and exit status stay R's own."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 from harness import Harness
 from llm_sandbox import ArtifactSandboxSession, FileType, PlotOutput
 
-pytestmark = pytest.mark.backends("docker", "podman")
+# Not Micromamba: its stand-in image is the Python one, without R.
+pytestmark = pytest.mark.backends("docker", "podman", "kubernetes")
 
 DEVICE_PAGE = (700, 500)  # the capture's default device: 7 x 5 inches at 100 dpi
 

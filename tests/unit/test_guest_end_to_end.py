@@ -429,6 +429,22 @@ def test_collect_from_an_absolute_folder_sends_what_the_run_changed_by_absolute_
     assert dict(reply.files) == {f"{outputs}/new.csv": b"a,b\n", f"{outputs}/deep/changed.txt": b"somemore"}
 
 
+def test_collect_from_an_absolute_folder_never_sends_again_what_an_earlier_run_wrote(
+    guest: Guest, folders: Folders
+) -> None:
+    # Runs back to back: the last write of one and the start of the next often fall in the same clock tick.
+    outputs = folders.workdir / "outputs"
+    outputs.mkdir()
+    write = "import sys\nopen(sys.argv[1], 'w').write('x')\n"
+    for number in range(30):
+        reply = guest.run(
+            [PYTHON, "{tmp}/w.py", str(outputs / f"{number}.txt")],
+            files=[CodeFile("{tmp}/w.py", write)],
+            collect=[f"{outputs}/*"],
+        )
+        assert list(reply.files) == [f"{outputs}/{number}.txt"]
+
+
 def test_collect_never_walks_through_a_link_to_its_folder(guest: Guest, folders: Folders) -> None:
     real = folders.workdir / "real"
     real.mkdir()

@@ -123,9 +123,10 @@ class Run:
             with as_code:
                 write_files(files)
             argv = [expand(arg, temp_dir) for arg in request[Field.ARGV]]
-            started = change_clock()
-            result = self.spawn_and_wait(argv, request)
             patterns = request.get(Field.COLLECT)
+            # Files outside the run's folder come back only when the run changed them: note when it started.
+            started = change_clock() if any(pattern.startswith("/") for pattern in patterns or ()) else None
+            result = self.spawn_and_wait(argv, request)
             if temp_dir and patterns:
                 # The run's processes are all gone: send what it left before the folder goes (outside the folder,
                 # only what the run changed).

@@ -232,7 +232,7 @@ class Collecting:
 
     SKIPPED_NAMED = 100  # skipped files named one by one; past that, only how many more
 
-    def __init__(self, budget: int, count: int, since: Optional[float]) -> None:
+    def __init__(self, budget: int, count: int, since: Optional[int]) -> None:
         self.bytes_left = budget
         self.files_left = count if count > 0 else -1
         self.since = since
@@ -252,14 +252,14 @@ class Collecting:
 
 
 def collect_files(
-    folder: str, patterns: Sequence[str], budget: int, count: int = 0, since: Optional[float] = None
+    folder: str, patterns: Sequence[str], budget: int, count: int = 0, since: Optional[int] = None
 ) -> List[str]:
     """Send the regular files that match ``patterns`` as ``FILE`` frames: a relative pattern names files under
     ``folder`` (sent by their name relative to it), an absolute one files anywhere (sent by their absolute path).
     In walk order (a folder's files, then its subfolders, each sorted by name), until one does not fit what is
     left of ``budget`` bytes or ``count`` files: that one and every later match are skipped. ``since``: only files
-    changed at or after that time (``time.time()``) are sent. Links are never followed, on the way to a folder
-    either; anything but a regular file is ignored. Returns the skipped names."""
+    changed at or after that time (nanoseconds, ``change_clock``) are sent. Links are never followed, on the way to
+    a folder either; anything but a regular file is ignored. Returns the skipped names."""
     state = Collecting(budget, count, since)
     for root, wanted in collect_roots(folder, patterns):
         prefix = root.rstrip("/") + "/" if root != folder else ""
@@ -291,7 +291,7 @@ def collect_under(top_fd: int, prefix: str, wanted: List[List[str]], state: Coll
                 info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
             except OSError:
                 continue
-            if not stat.S_ISREG(info.st_mode) or (state.since is not None and info.st_ctime < state.since):
+            if not stat.S_ISREG(info.st_mode) or (state.since is not None and info.st_ctime_ns < state.since):
                 continue
             relative_name = prefix + "/".join(path)
             if state.skipped or state.files_left == 0:
@@ -308,15 +308,25 @@ def collect_under(top_fd: int, prefix: str, wanted: List[List[str]], state: Coll
             state.files_left -= 1
 
 
-def change_clock() -> float:
-    """Now, on the clock the kernel stamps file changes with (the coarse one: a file changed after this call
-    never has an older ctime); ``time.time()`` where that clock is not available."""
+def change_clock() -> int:
+    """A time (in nanoseconds) that every file changed before this call is older than, and no file changed after
+    it is: the clock the kernel stamps changes with (the coarse one) read just past the start of its next tick (a
+    file changed in the current tick has the current tick's time). ``time.time_ns()`` where that clock is not
+    available."""
     import time
 
+    clock = getattr(time, "CLOCK_REALTIME_COARSE", 5)
     try:
-        return time.clock_gettime(getattr(time, "CLOCK_REALTIME_COARSE", 5))
+        now = time.clock_gettime_ns(clock)
+        deadline = time.monotonic() + 0.1
+        while time.monotonic() < deadline:
+            later = time.clock_gettime_ns(clock)
+            if later != now:
+                return later
+            time.sleep(0.0005)
+        return now
     except OSError:
-        return time.time() - 0.01
+        return time.time_ns()
 
 
 def which(name: str) -> Optional[str]:
