@@ -28,6 +28,7 @@ WORKLOADS = (
     Workload("new", "new container: open + run + close", "new", 1, 5 / 30, 15.0, 900.0),
     Workload("attach", "existing container: attach + run + close", "attach", 2, 10 / 30, 2.0, 300.0),
     Workload("languages", "hello world per language in an open session", "lang_run", 2, 10 / 30, None, 120.0),
+    Workload("plot", "one matplotlib plot, shown, in an open artifact session", "plot_run", 2, 20 / 30, 1.0, 300.0),
 )
 CLOSE_LIMIT_S = 1.0
 

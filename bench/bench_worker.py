@@ -6,11 +6,13 @@ original stdout; anything the library prints goes to stderr so it can never corr
 is taken here with ``time.perf_counter`` around the library call alone, so the pipe round trip is excluded.
 
 This file must run unchanged under both libraries: it touches only the API they share (``SandboxSession`` with
-``lang``/``image``/``container_id``, ``open``/``close``/context manager, ``run``, ``execute_command``).
+``lang``/``image``/``container_id``, ``open``/``close``/context manager, ``run``, ``execute_command``;
+``ArtifactSandboxSession`` with ``run(code, clear_plots=True)`` and ``result.plots``).
 """
 
 from __future__ import annotations
 
+import base64
 import cProfile
 import io
 import json
@@ -22,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from llm_sandbox import SandboxSession
+from llm_sandbox import ArtifactSandboxSession, SandboxSession
 
 CODE = "print('hi')"
 COMMAND = "echo hi"
@@ -39,6 +41,10 @@ HELLO = {
     "r": 'cat("hello\\n")\n',
 }
 HELLO_EXPECTED = "hello\n"
+
+# The "plot" workload: one matplotlib figure, shown.
+PLOT_CODE = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('one plot')\nplt.show()\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class BenchmarkError(RuntimeError):
@@ -59,16 +65,30 @@ def check(what: str, result: Any, expected: str = EXPECTED) -> None:
         )
 
 
+def check_one_png(result: Any) -> None:
+    """One plot, a PNG, and exit 0 (the reference prints its own set-up line, so stdout is not compared)."""
+    plots = list(getattr(result, "plots", None) or [])
+    exit_code = getattr(result, "exit_code", None)
+    if exit_code != 0 or len(plots) != 1 or not base64.b64decode(plots[0].content_base64).startswith(PNG_SIGNATURE):
+        raise BenchmarkError(
+            f"one-plot run: expected exit 0 and one PNG, got exit {exit_code!r} and {len(plots)} plot(s); "
+            f"stderr {getattr(result, 'stderr', None)!r}"
+        )
+
+
 class Worker:
     def __init__(self, side: str) -> None:
         self.side = side
         self.session: Any = None
+        self.plot_session: Any = None
         self.lang_sessions: dict[str, Any] = {}
 
     def container_of(self, session: Any) -> str:
-        # Ours exposes ``container_id``; the reference keeps the docker SDK container object.
+        # Ours exposes ``container_id``; the reference keeps the docker SDK container object (its artifact session
+        # wraps the session that holds it).
         if self.side == "reference":
-            return str(session.container.id)
+            inner = getattr(session, "_session", None) or session
+            return str(inner.container.id)
         return str(session.container_id)
 
     # Long-lived session for the "run" and "exec" workloads -----------------------------------------------------
@@ -110,6 +130,34 @@ class Worker:
         if self.session is None:
             raise BenchmarkError("no session is open: send 'open' first")
         return self.session
+
+    # An artifact session for the "plot" workload ----------------------------------------------------------------
+
+    def op_plot_open(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.plot_session is not None:
+            raise BenchmarkError("an artifact session is already open")
+        started = time.perf_counter()
+        session = ArtifactSandboxSession(lang="python", image=request["image"])
+        session.__enter__()
+        self.plot_session = session
+        return {"seconds": time.perf_counter() - started, "containers": [self.container_of(session)]}
+
+    def op_plot_run(self, _request: dict[str, Any]) -> dict[str, Any]:
+        if self.plot_session is None:
+            raise BenchmarkError("no artifact session is open: send 'plot_open' first")
+        started = time.perf_counter()
+        result = self.plot_session.run(PLOT_CODE, clear_plots=True)
+        seconds = time.perf_counter() - started
+        check_one_png(result)
+        return {"seconds": seconds}
+
+    def op_plot_close(self, _request: dict[str, Any]) -> dict[str, Any]:
+        session, self.plot_session = self.plot_session, None
+        if session is None:
+            raise BenchmarkError("no artifact session is open")
+        started = time.perf_counter()
+        session.__exit__(None, None, None)
+        return {"seconds": time.perf_counter() - started}
 
     # One session per language for the "languages" workload ------------------------------------------------------
 
@@ -210,8 +258,8 @@ class Worker:
         return method  # type: ignore[no-any-return]
 
     def shutdown(self) -> None:
-        sessions = [self.session, *self.lang_sessions.values()]
-        self.session = None
+        sessions = [self.session, self.plot_session, *self.lang_sessions.values()]
+        self.session = self.plot_session = None
         self.lang_sessions.clear()
         for session in sessions:
             if session is None:

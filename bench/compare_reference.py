@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/compare_reference.py [--reps 30] [--only run,exec,new,attach,languages] [--profile]
+    .venv/bin/python bench/compare_reference.py [--reps 30] [--only run,exec,new,attach,languages,plot] [--profile]
 
 Both packages are imported as ``llm_sandbox``, so each side lives in its own worker process (ours on this
 interpreter, the reference on a venv under ``.bench/ref-venv`` that this script creates or reuses). The script
@@ -54,7 +54,7 @@ IMAGE = "llm-sandbox/python:bookworm"
 SCRATCH = ROOT / ".bench"
 WORKER_SCRIPT = Path(__file__).resolve().parent / "bench_worker.py"
 OPEN_TIMEOUT_S = 900.0
-PROFILE_REPS = {"run": 20, "exec": 20, "new": 3, "attach": 5}
+PROFILE_REPS = {"run": 20, "exec": 20, "new": 3, "attach": 5, "plot": 5}
 
 
 class Bench:
@@ -151,6 +151,10 @@ def run_workloads(bench: Bench, args: argparse.Namespace, client: Any) -> tuple[
                     extra.append(bench.profile(workload, container_id=target.id))
             finally:
                 target.remove(force=True)
+        elif workload.name == "plot":
+            row, profile = measure_plots(bench, workload, args)
+            rows.append(row)
+            extra += profile
         elif workload.name == "languages":
             run = LanguageRun(bench, workload, args.reps)
             try:
@@ -158,6 +162,20 @@ def run_workloads(bench: Bench, args: argparse.Namespace, client: Any) -> tuple[
             finally:
                 bench.reference_failed |= run.reference_failed
     return rows, tables + extra
+
+
+def measure_plots(bench: Bench, workload: Workload, args: argparse.Namespace) -> tuple[Row, list[str]]:
+    """The one-plot run, in an artifact session each side opens once (on the same image); with --profile, our
+    side profiled while the session is still open."""
+    for side in SIDES:
+        seconds = bench.call(side, "plot_open", OPEN_TIMEOUT_S, image=IMAGE)["seconds"]
+        bench.info.append(f"open of the artifact session: {side} {seconds * 1000:.0f} ms")
+    try:
+        row = ratio_row(workload, bench.measure(workload, args.reps))
+        return row, [bench.profile(workload)] if args.profile else []
+    finally:
+        for side in SIDES:
+            bench.call(side, "plot_close", OPEN_TIMEOUT_S)
 
 
 def start_workers(reference_python: Path) -> dict[str, WorkerProcess]:
