@@ -127,7 +127,9 @@ def test_the_python_launcher_takes_the_code_files_place_and_r_reads_a_profile() 
 def test_a_language_without_a_capture_names_the_ones_with_one() -> None:
     with pytest.raises(LanguageNotSupportPlotError, match=r"javascript: they can for python, r"):
         ArtifactSandboxSession(lang="javascript")
-    ArtifactSandboxSession(lang="javascript", enable_plotting=False)  # files only: fine, and no container yet
+    files_only = ArtifactSandboxSession(lang="javascript", enable_plotting=False)  # fine, and no container yet
+    assert files_only.options.language.name == "javascript" and not files_only.is_open
+    assert files_only.capture.patterns() == ("/sandbox/outputs/**",)
 
 
 def test_options_are_checked_with_a_hint() -> None:

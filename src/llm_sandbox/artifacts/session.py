@@ -17,7 +17,7 @@ from llm_sandbox.artifacts.capture import (
     ArtifactCapture,
     ArtifactLimits,
 )
-from llm_sandbox.config import UNSET, Timeout, reject_unknown
+from llm_sandbox.config import UNSET, SessionOptions, Timeout, reject_unknown
 from llm_sandbox.data import ConsoleOutput, ExecutionResult, PlotOutput
 from llm_sandbox.errors import ValidationError
 from llm_sandbox.link import OutputCallback
@@ -114,6 +114,14 @@ class ArtifactSandboxSession:
     @property
     def is_open(self) -> bool:
         return self.session.is_open
+
+    @property
+    def session_id(self) -> str:
+        return self.session.session_id
+
+    @property
+    def options(self) -> SessionOptions:
+        return self.session.options
 
     @property
     def container_id(self) -> str | None:

@@ -269,7 +269,8 @@ class FigureCapture:
 
 def install(folder: str) -> FigureCapture:
     """Capture the figures of this interpreter into ``folder`` from now on (the plotting libraries are patched
-    when they are imported; ones imported already are patched now)."""
+    when they are imported; ones imported already are patched now). Once per interpreter: to capture into another
+    folder later, set the returned capture's ``folder``."""
     capture = FigureCapture(folder)
     hooks: Dict[str, Hook] = {
         "matplotlib": capture.prepare_matplotlib,
