@@ -424,16 +424,39 @@ class GuestRunner:
         *,
         marker: bytes = b"",
         timeout: float | None,
+        trailer: bool = False,
+        interrupt: bool = False,
+        grace: float = 0.0,
+        output_limit: int = 0,
+        collect_from: str | None = None,
+        collect: Sequence[str] = (),
+        collect_budget: int = 0,
         on_stdout: OutputCallback | None = None,
         on_stderr: OutputCallback | None = None,
         encoding_errors: str = "replace",
     ) -> FeedReply:
         """Write ``data`` to a long-lived process's stdin and relay its output until ``marker`` shows on its
-        stdout, it exits, or ``timeout`` passes (the reply says which)."""
+        stdout, it exits, or ``timeout`` passes (the reply says which). ``trailer``: the line after the marker
+        comes back in the reply; ``interrupt``: at the time limit (or past ``output_limit`` bytes a stream) what
+        runs under the process is killed and the process gets SIGINT and ``grace`` seconds to show its marker;
+        ``collect_from``: the files there matching ``collect`` come back once the marker shows."""
+        request = FeedRequest(
+            handle,
+            data,
+            marker,
+            timeout,
+            trailer=trailer,
+            interrupt=interrupt,
+            grace=grace,
+            output_limit=output_limit,
+            collect_from=collect_from,
+            collect=tuple(collect),
+            collect_budget=collect_budget,
+        )
         return self._typed_request(
-            FeedRequest(handle, data, marker, timeout),
+            request,
             FeedReply.from_reply,
-            timeout=timeout,
+            timeout=None if timeout is None else timeout + (grace if interrupt else 0.0),
             on_stdout=on_stdout,
             on_stderr=on_stderr,
             encoding_errors=encoding_errors,

@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         wipe_owned,
         write_files,
     )
-    from llm_sandbox.guest.longlived import LongLivedChildren
+    from llm_sandbox.guest.longlived import LongLivedChildren, serve_feed
     from llm_sandbox.guest.processes import (
         MY_PID,
         counters_raised,
@@ -78,7 +78,6 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         empty_reply,
         error_reply,
         exec_reply,
-        feed_reply,
         info_reply,
         reset_reply,
         spawn_reply,
@@ -428,15 +427,11 @@ class Guest:
         return spawn_reply(handle, pid)
 
     def feed(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        child = self.children.get(request[Field.HANDLE])
-        timeout = request.get(Field.TIMEOUT)
-        ended, code = child.feed(
-            request[Field.DATA],
-            request.get(Field.MARKER) or b"",
-            None if timeout is None else float(timeout),
-            watch_input=self.lease,
-        )
-        return feed_reply(ended, code)
+        result = serve_feed(self.children.get(request[Field.HANDLE]), request, self.lease, self.as_code)
+        if result[Result.INTERRUPTED]:
+            # What the interrupted work left outside the child's tree (moved to us, the subreaper) goes too.
+            self.clean_up(False)
+        return result
 
     def close(self, request: Dict[str, Any]) -> Dict[str, Any]:
         code = self.children.close(request[Field.HANDLE])

@@ -89,6 +89,10 @@ class Field:
     HANDLE = "handle"
     DATA = "data"
     MARKER = "marker"
+    TRAILER = "trailer"  # feed: the line after the marker is the child's word on what it did (sent back, not relayed)
+    INTERRUPT = "interrupt"  # feed: at the time limit, interrupt the child (SIGINT) rather than leave it running
+    GRACE = "grace"  # feed: how long an interrupted child gets to come back to its marker
+    COLLECT_FROM = "collect_from"  # feed: the folder whose matching files are sent back (and removed) at the marker
 
 
 class Result:
@@ -121,6 +125,8 @@ class Result:
     HANDLE = "handle"
     # feed
     ENDED = "ended"
+    TRAILER = "trailer"
+    INTERRUPTED = "interrupted"
     # reset
     LEFT = "left"
 
@@ -235,10 +241,39 @@ def spawn_request(argv: Sequence[str], env: Dict[str, str], cwd: Optional[str]) 
     return {Field.OP: Op.SPAWN, Field.ARGV: list(argv), Field.ENV: dict(env), Field.CWD: cwd}
 
 
-def feed_request(handle: int, data: bytes, marker: bytes, timeout: Optional[float]) -> Dict[str, Any]:
+def feed_request(
+    handle: int,
+    data: bytes,
+    marker: bytes,
+    timeout: Optional[float],
+    trailer: bool = False,
+    interrupt: bool = False,
+    grace: float = 0.0,
+    output_limit: int = 0,
+    collect_from: Optional[str] = None,
+    collect: Sequence[str] = (),
+    collect_budget: int = 0,
+) -> Dict[str, Any]:
     """Write ``data`` to the child's stdin, then relay its output until ``marker`` shows on its stdout (an empty
-    marker: until it exits), it exits, or ``timeout`` passes."""
-    return {Field.OP: Op.FEED, Field.HANDLE: handle, Field.DATA: data, Field.MARKER: marker, Field.TIMEOUT: timeout}
+    marker: until it exits), it exits, or ``timeout`` passes. ``trailer``: the line that follows the marker is
+    read too and sent back in the reply. ``interrupt``: at the time limit (or past ``output_limit`` bytes on a
+    stream, 0 for none) the processes under the child are killed and the child gets SIGINT, then ``grace`` seconds
+    to show its marker. ``collect_from``: once the marker shows, the regular files there that match ``collect``
+    are sent back (``collect_budget`` bytes in all) and the folder is removed."""
+    return {
+        Field.OP: Op.FEED,
+        Field.HANDLE: handle,
+        Field.DATA: data,
+        Field.MARKER: marker,
+        Field.TIMEOUT: timeout,
+        Field.TRAILER: trailer,
+        Field.INTERRUPT: interrupt,
+        Field.GRACE: grace,
+        Field.OUTPUT_LIMIT: output_limit,
+        Field.COLLECT_FROM: collect_from,
+        Field.COLLECT: list(collect),
+        Field.COLLECT_BUDGET: collect_budget,
+    }
 
 
 def close_request(handle: int) -> Dict[str, Any]:
@@ -318,9 +353,28 @@ def spawn_reply(handle: int, pid: int) -> Dict[str, Any]:
     return {Result.HANDLE: handle, Result.PID: pid}
 
 
-def feed_reply(ended: str, exit_code: Optional[int]) -> Dict[str, Any]:
-    """``ended``: an ``Ended`` value; ``exit_code``: the child's, once it has exited (else None)."""
-    return {Result.ENDED: ended, Result.EXIT_CODE: exit_code}
+def feed_reply(
+    ended: str,
+    exit_code: Optional[int],
+    trailer: Optional[str] = None,
+    timed_out: bool = False,
+    interrupted: bool = False,
+    truncated: bool = False,
+    skipped: Sequence[str] = (),
+) -> Dict[str, Any]:
+    """``ended``: an ``Ended`` value; ``exit_code``: the child's, once it has exited (else None); ``trailer``: the
+    line after the marker (when asked for and the marker showed); ``timed_out``: the time limit passed;
+    ``interrupted``: the child was interrupted (at the time limit or the output limit); ``truncated``: output past
+    the limit was dropped; ``skipped``: collected files left out (over the budget)."""
+    return {
+        Result.ENDED: ended,
+        Result.EXIT_CODE: exit_code,
+        Result.TRAILER: trailer,
+        Result.TIMED_OUT: timed_out,
+        Result.INTERRUPTED: interrupted,
+        Result.TRUNCATED: truncated,
+        Result.SKIPPED: list(skipped),
+    }
 
 
 def close_reply(exit_code: int) -> Dict[str, Any]:

@@ -15,6 +15,7 @@ from llm_sandbox.messages.fields import (
     _int,
     _one_of,
     _optional_int,
+    _optional_str,
     _str,
     _strings,
 )
@@ -169,13 +170,19 @@ FEED_ENDINGS = (Ended.MARKER, Ended.EXITED, Ended.TIMEOUT)
 @dataclass(frozen=True)
 class FeedReply:
     """Why a feed ended (``protocol.Ended``: the marker, the child's exit, the timeout), the child's exit status
-    once it has exited, and the output relayed meanwhile."""
+    once it has exited, the line after the marker (``trailer``, when asked for), whether the time limit passed and
+    whether the child was interrupted, the output relayed meanwhile and the files collected at the marker."""
 
     ended: str
     exit_code: int | None = None
+    trailer: str | None = None
+    timed_out_flag: bool = False
+    interrupted: bool = False
+    skipped: tuple[str, ...] = ()
     stdout: str = ""
     stderr: str = ""
-    truncated: bool = False  # the host dropped output past its cap for a feed (``link.HOST_OUTPUT_CAP``)
+    truncated: bool = False  # output past the feed's limit (or the host's cap, ``link.HOST_OUTPUT_CAP``) dropped
+    files: Mapping[str, bytes] = field(default_factory=dict)
 
     @property
     def marker_seen(self) -> bool:
@@ -187,19 +194,41 @@ class FeedReply:
 
     @property
     def timed_out(self) -> bool:
-        return self.ended == Ended.TIMEOUT
+        """The time limit passed (the child may have come back to its marker after the interrupt)."""
+        return self.ended == Ended.TIMEOUT or self.timed_out_flag
 
     def to_message(self) -> dict[str, Any]:
-        return protocol.feed_reply(self.ended, self.exit_code)
+        return protocol.feed_reply(
+            self.ended,
+            self.exit_code,
+            self.trailer,
+            self.timed_out_flag,
+            self.interrupted,
+            self.truncated,
+            self.skipped,
+        )
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> FeedReply:
-        return cls(_one_of(fields, Result.ENDED, FEED_ENDINGS), _optional_int(fields, Result.EXIT_CODE))
+        return cls(
+            ended=_one_of(fields, Result.ENDED, FEED_ENDINGS),
+            exit_code=_optional_int(fields, Result.EXIT_CODE),
+            trailer=_optional_str(fields, Result.TRAILER),
+            timed_out_flag=_bool(fields, Result.TIMED_OUT),
+            interrupted=_bool(fields, Result.INTERRUPTED),
+            truncated=_bool(fields, Result.TRUNCATED),
+            skipped=_strings(fields, Result.SKIPPED),
+        )
 
     @classmethod
     def from_reply(cls, reply: Reply) -> FeedReply:
+        typed = cls.from_fields(reply.fields)
         return replace(
-            cls.from_fields(reply.fields), stdout=reply.stdout, stderr=reply.stderr, truncated=reply.truncated
+            typed,
+            stdout=reply.stdout,
+            stderr=reply.stderr,
+            truncated=typed.truncated or reply.truncated,
+            files=reply.files,
         )
 
 

@@ -14,6 +14,7 @@ from llm_sandbox.messages.fields import (
     _bool,
     _bytes,
     _expect_op,
+    _float,
     _get,
     _int,
     _mapping,
@@ -248,16 +249,40 @@ class SpawnRequest(Request):
 class FeedRequest(Request):
     """Write ``data`` to a long-lived child's stdin, then relay its output until ``marker`` shows on its stdout
     (not relayed itself; an empty marker: until it exits), it exits, or ``timeout`` passes. Stdout written past
-    the marker is kept for the next feed."""
+    the marker is kept for the next feed.
+
+    ``trailer``: the line after the marker comes back in the reply instead. ``interrupt``: at the time limit, or
+    past ``output_limit`` bytes on a stream (0: no limit), every process under the child is killed and the child
+    gets SIGINT, then ``grace`` seconds to show its marker. ``collect_from``: once the marker shows, the regular
+    files of that folder matching ``collect`` come back (``collect_budget`` bytes in all) and the folder goes."""
 
     handle: int
     data: bytes
     marker: bytes
     timeout: float | None
+    trailer: bool = False
+    interrupt: bool = False
+    grace: float = 0.0
+    output_limit: int = 0
+    collect_from: str | None = None
+    collect: tuple[str, ...] = ()
+    collect_budget: int = 0
     op: ClassVar[str] = Op.FEED
 
     def to_message(self) -> dict[str, Any]:
-        return protocol.feed_request(self.handle, self.data, self.marker, self.timeout)
+        return protocol.feed_request(
+            self.handle,
+            self.data,
+            self.marker,
+            self.timeout,
+            self.trailer,
+            self.interrupt,
+            self.grace,
+            self.output_limit,
+            self.collect_from,
+            self.collect,
+            self.collect_budget,
+        )
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> FeedRequest:
@@ -267,6 +292,13 @@ class FeedRequest(Request):
             _bytes(fields, Field.DATA),
             _bytes(fields, Field.MARKER),
             _optional_float(fields, Field.TIMEOUT),
+            _bool(fields, Field.TRAILER),
+            _bool(fields, Field.INTERRUPT),
+            _float(fields, Field.GRACE),
+            _int(fields, Field.OUTPUT_LIMIT),
+            _optional_str(fields, Field.COLLECT_FROM),
+            _strings(fields, Field.COLLECT),
+            _int(fields, Field.COLLECT_BUDGET),
         )
 
 
