@@ -37,6 +37,7 @@ from llm_sandbox.errors import (
     UnsupportedBackendError,
     ValidationError,
 )
+from llm_sandbox.interactive import InteractiveSandboxSession, KernelType
 from llm_sandbox.security import RestrictedModule, SecurityIssueSeverity, SecurityPattern, SecurityPolicy
 from llm_sandbox.session import SandboxSession
 
@@ -53,7 +54,9 @@ __all__ = [
     "ImageError",
     "ImageNotFoundError",
     "ImagePullError",
+    "InteractiveSandboxSession",
     "InvalidLibraryNameError",
+    "KernelType",
     "LanguageNotSupportPlotError",
     "LanguageNotSupportedError",
     "LibraryInstallationError",
