@@ -247,6 +247,15 @@ def test_what_a_timed_out_cell_started_is_killed(python_session: InteractiveSand
     assert "sleep 1000" not in listed.stdout, listed.stdout
 
 
+def test_a_cell_that_floods_its_output_is_cut_and_interrupted(backend: Harness) -> None:
+    with interactive(backend, lang="python", output_limit=100_000) as session:
+        session.run("kept = 1")
+        flood = session.run("while True:\n    print('x' * 999)")
+        assert flood.truncated and flood.exit_code != 0 and not flood.state_lost
+        assert len(flood.stdout) == 100_000
+        assert session.run("print(kept)").stdout == "1\n"
+
+
 @pytest.mark.requires("user_switch", "own_uid")
 def test_the_kernel_runs_as_the_codes_user_out_of_the_helpers_reach(
     python_session: InteractiveSandboxSession,
