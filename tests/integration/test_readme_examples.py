@@ -18,7 +18,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def readme_examples() -> list[str]:
     blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.M | re.S)
-    assert len(blocks) == 3, "the README's python examples changed: update this test"
+    assert len(blocks) == 4, "the README's python examples changed: update this test"
     return blocks
 
 
@@ -26,12 +26,13 @@ def on_backend(code: str, backend: Harness) -> str:
     """The example as printed on Docker (the default backend); on another, its one session there."""
     if backend.name == "docker":
         return code
-    changed, count = re.subn(r"\b(SandboxSession|ArtifactSandboxSession)\(", rf"\1(backend={backend.name!r}, ", code)
+    sessions = r"\b(SandboxSession|ArtifactSandboxSession|InteractiveSandboxSession)\("
+    changed, count = re.subn(sessions, rf"\1(backend={backend.name!r}, ", code)
     assert count == 1, "the README's example opens more or fewer sessions than one: update this test"
     return changed
 
 
-@pytest.mark.parametrize("code", readme_examples(), ids=["quick-start", "using-it", "plots"])
+@pytest.mark.parametrize("code", readme_examples(), ids=["quick-start", "using-it", "plots", "interactive"])
 def test_readme_example_runs(
     code: str,
     backend: Harness,
@@ -45,6 +46,8 @@ def test_readme_example_runs(
     printed = capsys.readouterr().out
     if "6 * 7" in code:
         assert printed == "0 42\n\n"
+    elif "InteractiveSandboxSession" in code:
+        assert printed == "Out[2]: 5\ninterrupted, state kept: True\n8\n"
     elif "ArtifactSandboxSession" in code:
         assert printed == "total 535\n['sales.csv']\n"
         chart = (tmp_path / "plot_0.png").read_bytes()
