@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -277,6 +277,32 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
         commit_container=bool(raw["commit_container"]),
         verbose=bool(raw["verbose"]),
     )
+
+
+def pooled_options(options: SessionOptions, pool_spec: SandboxSpec, raw: Mapping[str, Any]) -> SessionOptions:
+    """A session on a pool: the sandbox is the pool's (its language, image, backend and limits), the run policy the
+    session's. Options that would make another sandbox are refused; ``lang`` may be left out (or be the pool's)."""
+    clashes = {
+        "container_id": raw.get("container_id") is not None,
+        "dockerfile": raw.get("dockerfile") is not None,
+        "image": raw.get("image") not in (None, pool_spec.image),
+        "commit_container": bool(raw.get("commit_container")),
+        "runtime_configs": bool(raw.get("runtime_configs")),
+    }
+    for name, clash in clashes.items():
+        if clash:
+            raise ValidationError(
+                f"{name} cannot be given to a session on a pool: the pool's sandboxes are made by the pool; "
+                "pass it to create_pool_manager() instead"
+            )
+    pool_language = pool_spec.language.name
+    asked = str(raw.get("lang") or "python").lower()
+    if asked not in (pool_language, "python"):  # "python" is the default: a session that did not say
+        raise ValidationError(
+            f"the session asks for {asked!r} but the pool runs {pool_language!r}: leave lang out, or use a pool "
+            f"of {asked!r} sandboxes"
+        )
+    return replace(options, sandbox=pool_spec)
 
 
 def _accepting(option: str) -> str:

@@ -16,6 +16,10 @@ caller would naturally catch, so ``except TimeoutError`` or ``except FileNotFoun
     ├── NotOpenSessionError (RuntimeError)
     ├── ContainerError (RuntimeError)
     │   └── SandboxDiedError
+    ├── PoolError (RuntimeError)
+    │   ├── PoolExhaustedError
+    │   ├── PoolClosedError
+    │   └── PoolHealthCheckError
     ├── ImageError (RuntimeError)
     │   ├── ImageNotFoundError (+ LookupError)
     │   ├── ImagePullError
@@ -93,6 +97,39 @@ class ContainerError(SandboxError, RuntimeError):
 
 class SandboxDiedError(ContainerError):
     """The sandbox stopped running while the session was using it."""
+
+
+class PoolError(SandboxError, RuntimeError):
+    """A pool of sandboxes could not hand one out."""
+
+
+class PoolExhaustedError(PoolError):
+    """Every sandbox of the pool is in use and the exhaustion strategy does not wait (or the wait timed out)."""
+
+    def __init__(self, pool_size: int, timeout: float | None = None) -> None:
+        waited = f" within the acquisition_timeout of {timeout:g} s" if timeout is not None else ""
+        super().__init__(
+            f"all {pool_size} sandbox(es) of the pool are in use and none came free{waited}; raise max_pool_size, "
+            "raise acquisition_timeout, or use ExhaustionStrategy.TEMPORARY"
+        )
+        self.pool_size = pool_size
+        self.timeout = timeout
+
+
+class PoolClosedError(PoolError):
+    """The pool was closed: it hands out nothing more."""
+
+    def __init__(self) -> None:
+        super().__init__("the pool is closed; create a new one with create_pool_manager()")
+
+
+class PoolHealthCheckError(PoolError):
+    """A sandbox of the pool failed its health check (it was removed)."""
+
+    def __init__(self, container_id: str, reason: str) -> None:
+        super().__init__(f"the pool's sandbox {container_id[:12]} failed its health check: {reason}")
+        self.container_id = container_id
+        self.reason = reason
 
 
 class ImageError(SandboxError, RuntimeError):
@@ -210,6 +247,10 @@ __all__ = [
     "MissingDependencyError",
     "NotOpenSessionError",
     "OutputDecodingError",
+    "PoolClosedError",
+    "PoolError",
+    "PoolExhaustedError",
+    "PoolHealthCheckError",
     "ProcessLimitError",
     "ResourceError",
     "SandboxDiedError",

@@ -395,20 +395,28 @@ class GuestRunner:
             PutRequest(parent), _fields_of(PutReply.from_fields), timeout=PUT_TIMEOUT_S, payload=archive
         )
 
-    def reset(self) -> None:
-        """Kill every process the code left (long-lived ones included) and remove what it wrote in the workdir and
-        the temporary folder. The helper does it: it survives the kill, and it never follows a link the code
-        planted."""
+    def reset(
+        self,
+        folders: Sequence[str] = RESET_FOLDERS,
+        keep: Sequence[str] = (),
+        since: float | None = None,
+        *,
+        warm: bool = False,
+    ) -> ResetReply:
+        """Kill every process the code left (long-lived ones included) and remove what it wrote in the workdir, the
+        temporary folder and ``folders``; check that nothing in ``keep`` changed after ``since`` (the guest's
+        clock: a previous reply's ``now``); ``warm``: ready a fresh waiting interpreter afterwards. The helper does
+        it: it survives the kill, and it never follows a link the code planted."""
+        request = ResetRequest(self.workdir, tuple(folders), tuple(keep), since, warm)
         try:
-            reply = self._typed_request(
-                ResetRequest(self.workdir, RESET_FOLDERS), _fields_of(ResetReply.from_fields), timeout=RESET_TIMEOUT_S
-            )
+            reply = self._typed_request(request, _fields_of(ResetReply.from_fields), timeout=RESET_TIMEOUT_S)
         except ContainerError as error:
             if isinstance(error, SandboxDiedError):
                 raise
             raise ContainerError(f"could not reset the sandbox: {error}") from error
         if reply.left:
             logger.debug("reset left %s", ", ".join(reply.left))
+        return reply
 
     def spawn(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> SpawnReply:
         """Start a long-lived process (the session's environment, plus ``env``) that outlives runs and is fed

@@ -49,6 +49,9 @@ class Sandbox:
         declared = spec.backend.capabilities
         self.capabilities: BackendCapabilities = declared if backend.owned else declared.for_attached()
         self.runner = GuestRunner(self)
+        # Root changed the sandbox outside the places the code writes (an install, a copy where only root writes):
+        # a pool cannot tell what changed, so it replaces such a sandbox rather than reset it.
+        self.changed_by_root = False
 
     @property
     def owned(self) -> bool:
@@ -81,6 +84,7 @@ class Sandbox:
         return self.backend.open_stream(command.wrapped(self.prefix))
 
     def put_archive(self, path: str, data: bytes, *, keep_owner: bool = False) -> None:
+        self.changed_by_root = True
         self.backend.put_archive(path, data, keep_owner=keep_owner)
 
     def get_archive(self, path: str) -> ArchiveStream:
@@ -155,6 +159,7 @@ class Sandbox:
         if not names:
             return ConsoleOutput()
         argv = self.runner.install_argv(names)
+        self.changed_by_root = True
         with self.network_window():
             output = self.runner.run_install(argv, timeout=INSTALL_TIMEOUT_S, encoding_errors=encoding_errors)
         if output.exit_code != 0:
@@ -166,7 +171,8 @@ class Sandbox:
 
     def reset(self) -> None:
         """Make the sandbox fit for its next user: every process of the code's is killed and what the code wrote
-        in the workdir and the temporary folder is removed. (Only sandboxes the library created can be reset.)"""
+        in the workdir, the temporary folders and its library prefix is removed. (Only sandboxes the library
+        created can be reset.)"""
         if not self.owned:
             raise ContainerError("an attached container is its owner's: the library does not reset it")
         self.runner.reset()

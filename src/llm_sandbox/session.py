@@ -21,6 +21,7 @@ from llm_sandbox.config import (
     SessionOptions,
     Timeout,
     build_options,
+    pooled_options,
     reject_unknown,
 )
 from llm_sandbox.console_logging import enable_console_logging
@@ -97,12 +98,18 @@ class SandboxSession:
         copy_limit: int = DEFAULT_COPY_LIMIT,
         disk_limit: int | str = DEFAULT_DISK_LIMIT,
         relax_hardening: Sequence[str] | None = None,
+        pool: Any = None,
         **unknown: Any,
     ) -> None:
         reject_unknown(unknown, OPTION_NAMES)
         raw = dict(locals())
-        del raw["self"], raw["unknown"]
+        del raw["self"], raw["unknown"], raw["pool"]
         self.options: SessionOptions = build_options(raw)
+        self.pool = pool
+        # With a pool, the session's libraries pick the pool's sandboxes prepared with them.
+        self._pool_libraries = self.options.sandbox.libraries
+        if pool is not None:
+            self.options = pooled_options(self.options, pool.spec, raw)
         if self.options.verbose:
             enable_console_logging()
         if self.options.container_id and self.options.sandbox.libraries:
@@ -118,6 +125,10 @@ class SandboxSession:
 
     def _make_provider(self) -> SandboxProvider:
         options = self.options
+        if self.pool is not None:
+            from llm_sandbox.pool.session import PooledSandboxes  # the pool package builds on this module
+
+            return PooledSandboxes(self.pool, self._pool_libraries)
         if options.container_id is not None:
             return AttachedContainer(options.sandbox, options.container_id, client=options.client)
         return NewSandboxes(

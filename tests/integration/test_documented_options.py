@@ -270,10 +270,10 @@ def test_workdir_is_where_code_and_commands_run(backend: Harness) -> None:
 
 
 def test_skip_environment_setup_installs_nothing_at_open(backend: Harness) -> None:
-    probe = "import importlib.util\nprint(importlib.util.find_spec('six') is not None)"
-    with backend.session(lang="python", libraries=["six==1.16.0"], skip_environment_setup=True) as session:
+    probe = "import importlib.util\nprint(importlib.util.find_spec('termcolor') is not None)"
+    with backend.session(lang="python", libraries=["termcolor==2.4.0"], skip_environment_setup=True) as session:
         assert session.run(probe).stdout == "False\n"
-        session.install(["six==1.16.0"])  # the same name installs fine when asked: it was the option that skipped it
+        session.install(["termcolor==2.4.0"])  # the same name installs fine when asked: it was the option that skipped it
         assert session.run(probe).stdout == "True\n"
 
 
@@ -284,15 +284,15 @@ def test_skip_environment_setup_installs_nothing_at_open(backend: Harness) -> No
 def test_network_none_refuses_installs_with_the_package_managers_output(backend: Harness) -> None:
     with backend.session(lang="python", network="none") as session:
         with pytest.raises(LibraryInstallationError) as raised:
-            session.install(["six==1.16.0"])
+            session.install(["termcolor==2.4.0"])
         output = raised.value.output
         assert output is not None
         text = output.stdout + output.stderr
-        assert "six" in text and "ERROR" in text, text  # pip's own words
-        assert "six" in str(raised.value)
+        assert "termcolor" in text and "ERROR" in text, text  # pip's own words
+        assert "termcolor" in str(raised.value)
         egress = session.run(PIP_EGRESS, timeout=60).stdout
         assert "EGRESS" in egress and "EGRESS 0" not in egress
-        probe = "import importlib.util\nprint(importlib.util.find_spec('six') is not None)"
+        probe = "import importlib.util\nprint(importlib.util.find_spec('termcolor') is not None)"
         assert session.run(probe).stdout == "False\n"
 
 

@@ -287,6 +287,8 @@ def test_an_attached_container_keeps_state_and_is_only_let_go(backend: Harness, 
         assert session.run("print(kept)").stdout == "6\n"
     container.reload()
     assert container.status == "running"
+    listed = container.exec_run(["ls", "-a", "/tmp"])[1]  # docker's ExecResult and podman's tuple: (code, output)
+    assert b"llm-sandbox" not in listed, listed  # the kernel's folder went with the session
 
 
 def test_a_language_without_a_kernel_is_refused() -> None:

@@ -29,11 +29,11 @@ def test_a_program_installed_for_the_code_is_on_the_codes_path_and_never_on_root
 
 def test_a_reset_forgets_the_libraries_a_user_installed(backend: Harness) -> None:
     with backend.session(lang="python") as session:
-        session.install(["six"])
-        assert session.run("import six\nprint('imported')").stdout == "imported\n"
+        session.install(["termcolor==2.4.0"])
+        assert session.run("import termcolor\nprint('imported')").stdout == "imported\n"
         assert session.sandbox is not None
         session.sandbox.reset()
-        result = session.run("import six")
+        result = session.run("import termcolor")
         assert result.exit_code != 0
         assert "ModuleNotFoundError" in result.stderr
         assert session.execute_command(["ls", "-A", USER_PREFIX]).stdout == ""

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         namespace_filter,
         separate_helper,
     )
-    from llm_sandbox.guest.disk import CHECK_EVERY_S, DiskCap, run_limit_names
+    from llm_sandbox.guest.disk import CHECK_EVERY_S, DiskCap, changed_entries, run_limit_names
     from llm_sandbox.guest.filesystem import (
         change_clock,
         collect_files,
@@ -306,6 +306,7 @@ class Guest:
         self.spares = Spares()
         self.children = LongLivedChildren()
         self.warm_next: Optional[Tuple[str, Optional[str], Dict[str, str]]] = None
+        self.last_warm: Optional[Tuple[str, Optional[str], Dict[str, str]]] = None  # what the last spare was like
         self.handlers: Dict[str, Handler] = {
             Op.INFO: self.info,
             Op.EXEC: self.execute,
@@ -411,6 +412,8 @@ class Guest:
         run = Run(request, self)
         result = run.execute()
         self.warm_next = run.warm_next
+        if run.warm_next is not None:
+            self.last_warm = run.warm_next
         return result
 
     def put(self, request: Dict[str, Any]) -> Dict[str, Any]:
@@ -446,11 +449,18 @@ class Guest:
         self.children.close_all()
         self.clean_up(self.kill_all)
         left: List[str] = []
+        changed: List[str] = []
+        since = request.get(Field.SINCE)
         with self.as_code:
             for folder in [request.get(Field.WORKDIR), temp_base(), *(request.get(Field.FOLDERS) or [])]:
                 if folder:
                     left.extend(wipe_owned(folder))
-        return reset_reply(left)
+            if since is not None:
+                for folder in request.get(Field.KEEP) or []:
+                    changed.extend(changed_entries(str(folder), float(since)))
+        if request.get(Field.WARM):
+            self.warm_next = self.last_warm  # started once the reply is out (after_reply), in the clean sandbox
+        return reset_reply(left, changed, time.time())
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
-    from typing import List, Optional
+    from typing import List, Optional, Tuple
 
     from llm_sandbox.guest.protocol import Limit
 
@@ -48,27 +48,25 @@ class DiskCap:
 
     def used(self) -> int:
         """The bytes the capped places hold together."""
+        return self.measure()[0]
+
+    def full(self) -> bool:
+        """The sum reached the cap, or one place has no room left."""
+        total, one_full = self.measure()
+        return one_full or total >= self.limit
+
+    def measure(self) -> Tuple[int, bool]:
+        """What the places hold together, and whether one of them has no room left (one statvfs each)."""
         total = 0
+        one_full = False
         for path in self.paths:
             try:
                 stats = os.statvfs(path)
             except OSError:
                 continue
             total += (stats.f_blocks - stats.f_bfree) * stats.f_frsize
-        return total
-
-    def full(self) -> bool:
-        """The sum reached the cap, or one place has no room left."""
-        if self.used() >= self.limit:
-            return True
-        for path in self.paths:
-            try:
-                stats = os.statvfs(path)
-            except OSError:
-                continue
-            if stats.f_blocks and stats.f_bavail == 0:
-                return True
-        return False
+            one_full = one_full or (stats.f_blocks > 0 and stats.f_bavail == 0)
+        return total, one_full
 
     def passed_during_run(self, now: float) -> bool:
         """During a run, at most every CHECK_EVERY_S: whether the sum passed the cap."""
@@ -108,6 +106,28 @@ def remove_newer_files(folder: str, since: float, depth: int) -> None:
                 os.unlink(entry.path)
             except OSError:
                 pass
+
+
+def changed_entries(folder: str, since: float, limit: int = 20) -> List[str]:
+    """Entries of ``folder`` (the folder too) changed after ``since``, by ctime, which the code cannot set back: a
+    file written, renamed, linked or re-moded, a folder whose entries came or went. At most ``limit`` are named;
+    never through a link. (A pool checks with it that the libraries it prepared are as it left them.)"""
+    found: List[str] = []
+    stack = [(folder, 0)]
+    while stack and len(found) < limit:
+        path, depth = stack.pop()
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_ctime > since:
+            found.append(path)
+        if stat.S_ISDIR(info.st_mode) and depth < DISK_SEARCH_DEPTH:
+            try:
+                stack.extend((entry.path, depth + 1) for entry in os.scandir(path))
+            except OSError:
+                found.append(path)
+    return found
 
 
 def mounted(path: str) -> bool:

@@ -67,6 +67,9 @@ class Field:
     DISK_PATHS = "disk_paths"
     DISK_LIMIT = "disk_limit"
     FOLDERS = "folders"
+    KEEP = "keep"  # reset: folders left in place, whose entries must not have changed since SINCE
+    SINCE = "since"
+    WARM = "warm"  # reset: ready a fresh waiting interpreter afterwards, like the one the last run had
     # exec, spawn
     ARGV = "argv"
     CWD = "cwd"
@@ -129,6 +132,8 @@ class Result:
     INTERRUPTED = "interrupted"
     # reset
     LEFT = "left"
+    CHANGED = "changed"
+    NOW = "now"
 
 
 class Limit:
@@ -232,9 +237,25 @@ def ping_request() -> Dict[str, Any]:
     return {Field.OP: Op.PING}
 
 
-def reset_request(workdir: str, folders: Sequence[str] = ()) -> Dict[str, Any]:
-    """``folders``: more folders whose entries the code's uid owns are removed (its library prefix, /var/tmp)."""
-    return {Field.OP: Op.RESET, Field.WORKDIR: workdir, Field.FOLDERS: list(folders)}
+def reset_request(
+    workdir: str,
+    folders: Sequence[str] = (),
+    keep: Sequence[str] = (),
+    since: Optional[float] = None,
+    warm: bool = False,
+) -> Dict[str, Any]:
+    """``folders``: more folders whose entries the code's uid owns are removed (its library prefix, /var/tmp);
+    ``keep``: folders left as they are, and checked: an entry changed after ``since`` (the guest's clock) is named
+    in the reply's ``changed``; ``warm``: once the reset is done, start a fresh waiting interpreter like the one
+    the last Python run had (the reset ended it), so the next run does not start one cold."""
+    return {
+        Field.OP: Op.RESET,
+        Field.WORKDIR: workdir,
+        Field.FOLDERS: list(folders),
+        Field.KEEP: list(keep),
+        Field.SINCE: since,
+        Field.WARM: warm,
+    }
 
 
 def spawn_request(argv: Sequence[str], env: Dict[str, str], cwd: Optional[str]) -> Dict[str, Any]:
@@ -344,9 +365,10 @@ def empty_reply() -> Dict[str, Any]:
     return {}
 
 
-def reset_reply(left: Sequence[str]) -> Dict[str, Any]:
-    """``left``: what could not be removed."""
-    return {Result.LEFT: list(left)}
+def reset_reply(left: Sequence[str], changed: Sequence[str] = (), now: float = 0.0) -> Dict[str, Any]:
+    """``left``: what could not be removed; ``changed``: entries of the kept folders changed since the request's
+    ``since``; ``now``: the guest's clock once the reset was done (the ``since`` of a later check)."""
+    return {Result.LEFT: list(left), Result.CHANGED: list(changed), Result.NOW: now}
 
 
 def spawn_reply(handle: int, pid: int) -> Dict[str, Any]:

@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llm_sandbox.artifacts.capture import plot_output
+from llm_sandbox.config import RunPolicy
 from llm_sandbox.data import PlotOutput
-from llm_sandbox.errors import ContainerError
+from llm_sandbox.errors import ContainerError, SandboxError
 from llm_sandbox.interactive.kernel_types import KERNELS, KernelType
 from llm_sandbox.link import OutputCallback
 from llm_sandbox.messages import DEFAULT_COLLECT_BUDGET, FeedReply
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 END = b"\x1e"
 START_TIMEOUT_S = 120.0  # importing IPython on a busy machine can take seconds
 INTERRUPT_GRACE_S = 3.0  # how long an interrupted cell gets to end before the kernel is given up
+CLEAN_UP_TIMEOUT_S = 30.0
 TEMP_FOLDER = "/tmp"  # noqa: S108 - a folder of the code's inside the sandbox, not the host's
 
 
@@ -89,7 +91,7 @@ class Kernel:
         }
         argv = [part.format(**values) if part.startswith("{") else part for part in self.program.argv]
         # IPython keeps its profile out of the workdir, where it would show among the user's files.
-        environment = {"IPYTHONDIR": f"{self.plot_folder}-ipython", "MPLBACKEND": "Agg"}
+        environment = {"IPYTHONDIR": f"{self.plot_folder}/ipython", "MPLBACKEND": "Agg"}
         spawned = runner.spawn(argv, env=environment)
         self.handle = spawned.handle
         reply = runner.feed(
@@ -172,7 +174,13 @@ class Kernel:
             return
         try:
             self.sandbox.runner.close_process(handle)
-        except ContainerError as error:  # the helper or the sandbox is gone, and the kernel with it
+            if not self.sandbox.owned:
+                # An attached container outlives the session: the kernel's folder (IPython's profile, figures
+                # not collected) goes now. A created one goes whole with its container.
+                self.sandbox.runner.run_argv(
+                    ["rm", "-rf", "--", self.plot_folder], RunPolicy(), cwd=None, timeout=CLEAN_UP_TIMEOUT_S
+                )
+        except SandboxError as error:  # the helper or the sandbox is gone, and the kernel with it
             logger.debug("closing the kernel: %s", error)
 
 

@@ -137,16 +137,19 @@ class PutReply:
 
 @dataclass(frozen=True)
 class ResetReply:
-    """What could not be removed (paths in the workdir or the temporary folder)."""
+    """What could not be removed (paths in the workdir or the temporary folder), what changed in the folders that
+    were to be kept, and the guest's clock once the reset was done."""
 
     left: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    now: float = 0.0
 
     def to_message(self) -> dict[str, Any]:
-        return protocol.reset_reply(self.left)
+        return protocol.reset_reply(self.left, self.changed, self.now)
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> ResetReply:
-        return cls(_strings(fields, Result.LEFT))
+        return cls(_strings(fields, Result.LEFT), _strings(fields, Result.CHANGED), _float(fields, Result.NOW))
 
 
 @dataclass(frozen=True)

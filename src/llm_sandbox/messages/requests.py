@@ -212,19 +212,29 @@ class PingRequest(Request):
 @dataclass(frozen=True)
 class ResetRequest(Request):
     """Kill every process of the code, then remove what the code's uid owns in ``workdir``, the temporary folder
-    and ``folders`` (the code's library prefix, /var/tmp)."""
+    and ``folders`` (the code's library prefix, /var/tmp); check that nothing in ``keep`` changed after ``since``
+    (the guest's clock; None: no check); ``warm``: ready a fresh waiting interpreter afterwards."""
 
     workdir: str
     folders: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    since: float | None = None
+    warm: bool = False
     op: ClassVar[str] = Op.RESET
 
     def to_message(self) -> dict[str, Any]:
-        return protocol.reset_request(self.workdir, self.folders)
+        return protocol.reset_request(self.workdir, self.folders, self.keep, self.since, self.warm)
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> ResetRequest:
         _expect_op(fields, cls.op)
-        return cls(_str(fields, Field.WORKDIR), _strings(fields, Field.FOLDERS))
+        return cls(
+            _str(fields, Field.WORKDIR),
+            _strings(fields, Field.FOLDERS),
+            _strings(fields, Field.KEEP),
+            _optional_float(fields, Field.SINCE),
+            _bool(fields, Field.WARM),
+        )
 
 
 @dataclass(frozen=True)
