@@ -273,7 +273,8 @@ def test_skip_environment_setup_installs_nothing_at_open(backend: Harness) -> No
     probe = "import importlib.util\nprint(importlib.util.find_spec('termcolor') is not None)"
     with backend.session(lang="python", libraries=["termcolor==2.4.0"], skip_environment_setup=True) as session:
         assert session.run(probe).stdout == "False\n"
-        session.install(["termcolor==2.4.0"])  # the same name installs fine when asked: it was the option that skipped it
+        # The same name installs fine when asked: it was the option that skipped it.
+        session.install(["termcolor==2.4.0"])
         assert session.run(probe).stdout == "True\n"
 
 

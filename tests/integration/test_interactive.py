@@ -1,6 +1,7 @@
 """Interactive sessions on the real engines: Python, JavaScript, Ruby and R keep their state across cells, a cell
 that raises or times out leaves it intact, restart forgets it, output streams while a cell runs, a Python cell's
-plots come back with it; on Docker, Podman and Kubernetes (the fake API server backed by real containers)."""
+plots come back with it; on Docker, Podman and Kubernetes (the fake API server backed by real containers), and in
+Python on Micromamba (its stand-in image)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from llm_sandbox import (
     SandboxTimeoutError,
 )
 
-pytestmark = pytest.mark.backends("docker", "podman", "kubernetes")
+pytestmark = pytest.mark.backends("docker", "podman", "kubernetes", "micromamba")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -105,6 +106,8 @@ def interactive(backend: Harness, **options: Any) -> InteractiveSandboxSession:
 
 @pytest.fixture(scope="module")
 def session(backend: Harness, language: Language) -> Iterator[InteractiveSandboxSession]:
+    if backend.name == "micromamba" and language.name != "python":
+        pytest.skip("the micromamba stand-in image holds Python only")
     with interactive(backend, lang=language.name) as opened:
         yield opened
 
@@ -278,7 +281,8 @@ def test_an_install_restarts_the_kernel_and_the_next_result_says_so(backend: Har
 
 
 def test_an_attached_container_keeps_state_and_is_only_let_go(backend: Harness, make_container: Any) -> None:
-    container = make_container()
+    image = backend.session_defaults.get("image")  # the micromamba stand-in's, where the harness has one
+    container = make_container(image) if image else make_container()
     with interactive(backend, container_id=container.id, lang="python") as session:
         session.run("kept = 6")
         assert session.run("kept * 7").stdout == "Out[2]: 42\n"

@@ -588,7 +588,11 @@ REPLY_TYPES: list[tuple[Callable[[Mapping[str, Any]], Any], Any, dict[str, str]]
         PutReply(failed=True, errno=2, reason="no such folder", ancestor="/"),
         {Result.ERRNO: OPTIONAL_INT, Result.REASON: STR, Result.ANCESTOR: STR},
     ),
-    (ResetReply.from_fields, ResetReply(left=("a", "b")), {Result.LEFT: STRINGS}),
+    (
+        ResetReply.from_fields,
+        ResetReply(left=("a", "b"), changed=("c",), now=1.5),
+        {Result.LEFT: STRINGS, Result.CHANGED: STRINGS, Result.NOW: NUMBER},
+    ),
     (SpawnReply.from_fields, SpawnReply(handle=1, pid=42), {Result.HANDLE: INT, Result.PID: INT}),
     (FeedReply.from_fields, FeedReply(Ended.EXITED, 0), {Result.ENDED: ENDED, Result.EXIT_CODE: OPTIONAL_INT}),
     (CloseReply.from_fields, CloseReply(137), {Result.EXIT_CODE: INT}),

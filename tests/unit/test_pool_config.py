@@ -71,8 +71,9 @@ def test_a_pooled_session_refuses_what_would_make_another_sandbox(
 
 @pytest.mark.parametrize("name", ["container_id", "commit_container", "keep_template"])
 def test_a_pool_refuses_options_that_mean_nothing_for_it(name: str) -> None:
+    options: dict[str, Any] = {name: "abc" if name == "container_id" else True}
     with pytest.raises(ValidationError, match=f"{name} cannot be used with a pool"):
-        create_pool_manager(**{name: "abc" if name == "container_id" else True})
+        create_pool_manager(**options)
 
 
 def test_the_library_set_is_the_pools_own_plus_the_sessions(pool: ContainerPoolManager) -> None:
