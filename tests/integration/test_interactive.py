@@ -202,6 +202,18 @@ def test_plots_drawn_in_a_cell_come_back_with_that_cell(python_session: Interact
     assert python_session.run("print(len(plt.get_fignums()))").plots == []  # shown once, then closed
 
 
+def test_plots_drawn_in_an_r_cell_come_back_with_that_cell(backend: Harness) -> None:
+    if backend.name == "micromamba":
+        pytest.skip("the micromamba stand-in image holds Python only")
+    with interactive(backend, lang="r") as session:
+        drawn = session.run("x <- 1:10\nplot(x, x^2)\nhist(x)\ncat('drawn\\n')")
+        assert (drawn.exit_code, drawn.stdout) == (0, "drawn\n"), drawn.stderr
+        assert [(plot.format, plot.width, plot.height) for plot in drawn.plots] == [(FileType.PNG, 700, 500)] * 2
+        chart = session.run("library(ggplot2)\nggplot(data.frame(a = x, b = x), aes(a, b)) + geom_point()")
+        assert len(chart.plots) == 1 and base64.b64decode(chart.plots[0].content_base64).startswith(PNG)
+        assert session.run("cat(sum(x), '\\n')").plots == []
+
+
 def test_ipython_magics_and_shell_escapes_work(python_session: InteractiveSandboxSession) -> None:
     shell = python_session.run("!echo from-the-shell")
     # IPython runs `!cmd` on a pseudo-terminal where it can open one: its lines may end in \r\n.

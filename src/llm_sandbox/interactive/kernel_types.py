@@ -23,8 +23,9 @@ class KernelType(str, Enum):
 @dataclass(frozen=True)
 class KernelProgram:
     """A language's kernel: the program (a file of ``programs/``) and the argv that runs it, a template where
-    ``{interpreter}`` is the language's interpreter, ``{source}`` the program's text and ``{ready}`` the tag of the
-    line it writes once it is ready (Python's also takes ``{plots}``, ``{history}`` and ``{mode}``)."""
+    ``{interpreter}`` is the language's interpreter, ``{source}`` the program's text, ``{ready}`` the tag of the line
+    it writes once it is ready and ``{plots}`` the folder its figures go to (Python's also takes ``{history}`` and
+    ``{mode}``)."""
 
     file: str
     argv: tuple[str, ...]
@@ -41,7 +42,7 @@ KERNELS: dict[str, KernelProgram] = {
     ),
     "javascript": KernelProgram("node_kernel.js", ("{interpreter}", "-e", "{source}", "{ready}"), "node"),
     "ruby": KernelProgram("ruby_kernel.rb", ("{interpreter}", "-e", "{source}", "{ready}"), "ruby"),
-    "r": KernelProgram("r_kernel.R", ("{interpreter}", "--no-echo", "-e", "{source}", "{ready}"), "Rscript"),
+    "r": KernelProgram("r_kernel.R", ("{interpreter}", "--no-echo", "-e", "{source}", "{plots}", "{ready}"), "Rscript"),
 }
 
 

@@ -37,7 +37,7 @@ class PoolConfig:
     health_check_interval: float = 60.0
     max_container_lifetime: float | None = 3600.0
     max_container_uses: int | None = None
-    exhaustion_strategy: ExhaustionStrategy = ExhaustionStrategy.WAIT
+    exhaustion_strategy: ExhaustionStrategy | str = ExhaustionStrategy.WAIT  # a name is made the member
     enable_prewarming: bool = True
     max_library_sets: int = 8
 
