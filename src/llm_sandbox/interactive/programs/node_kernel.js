@@ -20,11 +20,24 @@ const END = '\x1e';
 // Stack frames of the REPL's and this kernel's own code say nothing about the cell: they are left out.
 const INTERNAL_FRAME = /^\s+at .*(\(node:|\(\[eval\]|node:internal|\[eval\]:|new Promise \(<anonymous>\))/;
 
+// The REPL reports an error with its own properties after the stack (` {\n  code: '...'\n}`): they stay, after
+// the frames that are kept; the interrupt's own code says nothing the message does not.
+const ERROR_PROPERTIES = /^\s+\w+: .*,?$|^}$/;
+const INTERRUPTED = /^\s+code: 'ERR_SCRIPT_EXECUTION_INTERRUPTED',?$/;
+
 function tidy(text) {
-  return text
-    .split('\n')
-    .filter((line) => !INTERNAL_FRAME.test(line))
-    .join('\n');
+  const lines = text.split('\n');
+  const start = lines.findIndex((line) => line.endsWith(' {'));
+  const properties = start < 0 ? [] : lines.slice(start + 1);
+  if (start < 0 || !properties.every((line) => line === '' || ERROR_PROPERTIES.test(line))) {
+    return lines.filter((line) => !INTERNAL_FRAME.test(line)).join('\n');
+  }
+  const kept = [...lines.slice(0, start), lines[start].slice(0, -2)].filter((line) => !INTERNAL_FRAME.test(line));
+  if (!properties.some((line) => INTERRUPTED.test(line))) {
+    kept[kept.length - 1] += ' {';
+    kept.push(...properties.filter((line) => line !== ''));
+  }
+  return kept.join('\n') + (text.endsWith('\n') ? '\n' : '');
 }
 const readyTag = process.argv[process.argv.length - 1];
 
