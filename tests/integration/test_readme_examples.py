@@ -18,21 +18,24 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def readme_examples() -> list[str]:
     blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.M | re.S)
-    assert len(blocks) == 4, "the README's python examples changed: update this test"
+    assert len(blocks) == 5, "the README's python examples changed: update this test"
     return blocks
 
 
 def on_backend(code: str, backend: Harness) -> str:
-    """The example as printed on Docker (the default backend); on another, its one session there."""
+    """The example as printed on Docker (the default backend); on another, its one session there (or its pool,
+    whose sessions follow it)."""
     if backend.name == "docker":
         return code
     sessions = r"\b(SandboxSession|ArtifactSandboxSession|InteractiveSandboxSession)\("
+    if "create_pool_manager(" in code:
+        sessions = r"\b(create_pool_manager)\("
     changed, count = re.subn(sessions, rf"\1(backend={backend.name!r}, ", code)
     assert count == 1, "the README's example opens more or fewer sessions than one: update this test"
     return changed
 
 
-@pytest.mark.parametrize("code", readme_examples(), ids=["quick-start", "using-it", "plots", "interactive"])
+@pytest.mark.parametrize("code", readme_examples(), ids=["quick-start", "using-it", "plots", "interactive", "pools"])
 def test_readme_example_runs(
     code: str,
     backend: Harness,
@@ -46,6 +49,8 @@ def test_readme_example_runs(
     printed = capsys.readouterr().out
     if "6 * 7" in code:
         assert printed == "0 42\n\n"
+    elif "create_pool_manager" in code:
+        assert printed == "[]\n"
     elif "InteractiveSandboxSession" in code:
         assert printed == "Out[2]: 5\ninterrupted, state kept: True\n8\n"
     elif "ArtifactSandboxSession" in code:
