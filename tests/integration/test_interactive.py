@@ -290,6 +290,10 @@ def test_an_install_restarts_the_kernel_and_the_next_result_says_so(backend: Har
         assert result.stdout == "1.16.0 False\n", result.stderr
         assert result.state_lost and "libraries were installed" in result.stderr
         assert not session.run("print(1)").state_lost
+        # IPython's %pip at the top of a cell goes through the same install (the code itself has no network).
+        piped = session.run("%pip install -q termcolor==2.4.0\nimport termcolor\ntermcolor.__name__")
+        assert piped.exit_code == 0 and piped.stdout.endswith("Out[1]: 'termcolor'\n"), piped.stderr
+        assert piped.state_lost
 
 
 def test_an_attached_container_keeps_state_and_is_only_let_go(backend: Harness, make_container: Any) -> None:

@@ -34,6 +34,7 @@ from llm_sandbox.errors import (
 )
 from llm_sandbox.interactive.kernel import INTERRUPT_GRACE_S, Kernel
 from llm_sandbox.interactive.kernel_types import KERNELS, KernelType
+from llm_sandbox.interactive.pip_lines import leading_pip_installs
 from llm_sandbox.link import OutputCallback
 from llm_sandbox.sandbox import Sandbox
 from llm_sandbox.session import SandboxSession
@@ -159,13 +160,22 @@ class InteractiveSandboxSession(SandboxSession):
     ) -> CellResult:
         """Run ``code`` as the next cell: exit code 0 when it completed, non-zero when it raised (the traceback
         on stderr); a cell past its timeout is interrupted and raises ``SandboxTimeoutError`` carrying its
-        result. Output streams to the callbacks while the cell runs; plots it draws come back in ``plots``."""
+        result. Output streams to the callbacks while the cell runs; plots it draws come back in ``plots``.
+        ``libraries``, and the packages of the ``%pip install`` lines a Python cell starts with (``pip_lines``),
+        are installed first, by the library (pip's output leads the cell's stdout)."""
         sandbox = self._require_sandbox()
         if not isinstance(code, str):
             raise ArgumentTypeError(f"code must be a string, not {type(code).__name__}")
         self._enforce_policy(code)
-        if libraries:
-            self.install(list(libraries))
+        wanted = list(libraries or [])
+        installed = ""
+        if self.options.language.name == "python":
+            from_cell, code = leading_pip_installs(code)
+            wanted += from_cell
+        if wanted:
+            installed = self.install(wanted).stdout
+            if on_stdout is not None and installed:
+                on_stdout(installed)
         kernel = self._kernel_for(sandbox)
         limit = self._cell_limit(timeout)
         started = time.monotonic()
@@ -183,7 +193,7 @@ class InteractiveSandboxSession(SandboxSession):
         stderr = outcome.stderr + "".join(f"{NOTE_PREFIX}{note}\n" for note in notes)
         result = CellResult(
             exit_code=outcome.status,
-            stdout=outcome.stdout,
+            stdout=installed + outcome.stdout,
             stderr=stderr,
             timed_out=outcome.timed_out,
             truncated=outcome.truncated,
