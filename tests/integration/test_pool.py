@@ -3,6 +3,10 @@ exhaustion strategy, health replacement, use and lifetime limits, and library-ke
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +17,8 @@ import pytest
 
 from harness import Harness
 from llm_sandbox import SandboxSession
-from llm_sandbox.labels import MANAGED_LABEL, SANDBOX_LABEL
+from llm_sandbox.cleanup import sweep
+from llm_sandbox.labels import MANAGED_LABEL, OWNER_PID_LABEL, SANDBOX_LABEL
 from llm_sandbox.languages.base import USER_PREFIX
 from llm_sandbox.pool import (
     ContainerPoolManager,
@@ -282,3 +287,41 @@ def test_close_removes_every_sandbox_at_once(backend: Harness, engine_client: An
     with pytest.raises(PoolClosedError):
         SandboxSession(pool=pool).open()
     busy.close()  # giving back to a closed pool is quiet
+
+
+POOL_OWNER = (
+    "import json, sys, time\n"
+    "from llm_sandbox.pool import PoolConfig, create_pool_manager\n"
+    "pool = create_pool_manager(**json.loads(sys.argv[1]), config=PoolConfig(max_pool_size=2, min_pool_size=2))\n"
+    "while pool.get_stats()['state_counts']['idle'] < 2:\n"
+    "    time.sleep(0.05)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(1000)\n"
+)
+
+
+@pytest.mark.requires("user_switch", "own_uid", "init")
+def test_a_killed_pool_owner_leaves_nothing_the_sweep_cannot_find(backend: Harness, engine_client: Any) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", POOL_OWNER, json.dumps({"lang": "python", **backend.session_defaults})],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline() == b"ready\n"
+        mine = {"label": f"{OWNER_PID_LABEL}={owner.pid}"}
+        assert len(engine_client.containers.list(filters=mine)) == 2
+    finally:
+        owner.kill()
+        owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+    # The helpers' leases end the sandboxes by themselves; what the engine keeps (the disk cap's empty volume
+    # names) carries the dead owner's labels, and the sweep removes it.
+    deadline = time.monotonic() + 30
+    while engine_client.containers.list(all=True, filters=mine):
+        assert time.monotonic() < deadline, "a pooled sandbox outlived its owner by 30 s"
+        time.sleep(0.2)
+    sweep(engine_client)
+    assert engine_client.volumes.list(filters=mine) == []
