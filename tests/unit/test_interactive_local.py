@@ -70,6 +70,13 @@ def test_an_interpreter_that_exits_is_replaced(session: InteractiveSandboxSessio
     ended = session.run("import os\nos._exit(9)")
     assert (ended.exit_code, ended.state_lost) == (9, True)
     assert session.run("print(2)").stdout == "2\n"
+    # Killed between cells: the question says so, and the next cell's result too.
+    session.run("import os, subprocess\nsubprocess.Popen(['sh', '-c', f'sleep 0.2; kill -9 {os.getpid()}'])")
+    time.sleep(1)
+    assert not session.is_kernel_alive()
+    after = session.run("print(3)")
+    assert (after.stdout, after.state_lost) == ("3\n", True)
+    assert "the interpreter had exited" in after.stderr
 
 
 def test_output_past_the_limit_is_cut_and_the_cell_interrupted(session: InteractiveSandboxSession) -> None:

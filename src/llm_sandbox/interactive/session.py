@@ -246,7 +246,11 @@ class InteractiveSandboxSession(SandboxSession):
             return kernel
         if kernel is not None:
             kernel.close()
-            self._lost_because = "the sandbox was replaced: a new interpreter runs and the earlier state is gone"
+            self._lost_because = (
+                "the sandbox was replaced: a new interpreter runs and the earlier state is gone"
+                if kernel.sandbox is not sandbox
+                else "the interpreter had exited: a new one was started and the earlier state is gone"
+            )
         return self._start_kernel(sandbox)
 
     def _replace_lost_kernel(self, sandbox: Sandbox, timed_out: bool, status: int) -> str:
