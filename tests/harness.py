@@ -14,6 +14,7 @@ harness whose entry does not declare it, with the reason below (``UNDECLARED``),
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -64,11 +65,24 @@ def of_this_run(labels: Mapping[str, str]) -> bool:
     return MANAGED_LABEL in labels and is_orphan(dict(labels))
 
 
+def list_containers(client: Any, filters: Mapping[str, str]) -> list[Any]:
+    """``client.containers.list(all=True, filters=...)``, again when a listed container went away before the SDK
+    looked it up (it inspects each one; another run, or the engines' auto-removal, may remove one meanwhile)."""
+    for _attempt in range(10):
+        try:
+            return list(client.containers.list(all=True, filters=dict(filters)))
+        except Exception as error:
+            if "no such container" not in str(error).lower():
+                raise
+            time.sleep(0.1)
+    raise AssertionError("the engine's container list kept changing while it was read")
+
+
 def labelled(client: Any, labels: Iterable[str]) -> list[str]:
     """This run's containers and volumes (and orphans) carrying any of ``labels`` on the engine of ``client``."""
     found = []
     for label in labels:
-        for container in client.containers.list(all=True, filters={"label": label}):
+        for container in list_containers(client, {"label": label}):
             if not of_this_run(container.labels or {}):
                 continue
             state = container.attrs.get("State")  # podman's list gives a plain string here

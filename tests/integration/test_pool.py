@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness import Harness
+from harness import Harness, list_containers
 from llm_sandbox import SandboxSession
 from llm_sandbox.cleanup import sweep
 from llm_sandbox.labels import MANAGED_LABEL, OWNER_PID_LABEL, SANDBOX_LABEL
@@ -161,6 +161,16 @@ def test_a_library_set_the_pool_has_seen_is_ready_without_an_install(backend: Ha
             assert second_user.run("import termcolor; print('still ready')").stdout == "still ready\n"
         assert pool.get_stats()["misses"] == misses  # a hit: no sandbox made, nothing installed
         assert opened_in < 5, "the second user waited as long as an install"
+        if backend.capabilities().images:
+            # The set's sandboxes come from an image prepared with it once: a second one installs nothing either.
+            assert len(pool.get_stats()["prepared_images"]) == 1
+            with (
+                SandboxSession(pool=pool, libraries=[EXTRA]) as one,
+                SandboxSession(pool=pool, libraries=[EXTRA]) as two,
+            ):
+                assert {one.container_id, two.container_id} >= {keyed}
+                assert two.run("import termcolor; print('from the image')").stdout == "from the image\n"
+                assert one.run("import termcolor; print('from the image')").stdout == "from the image\n"
         with SandboxSession(pool=pool) as plain:
             assert plain.container_id != keyed  # another set, another sandbox
             assert plain.run("import termcolor").exit_code != 0
@@ -268,7 +278,7 @@ def test_uses_and_lifetime_retire_a_sandbox(backend: Harness) -> None:
 
 def _pool_containers(engine_client: Any, pool: ContainerPoolManager) -> list[str]:
     mark = f"-pool-{pool.pool_id[:12]}"
-    found = engine_client.containers.list(all=True, filters={"label": MANAGED_LABEL})
+    found = list_containers(engine_client, {"label": MANAGED_LABEL})
     return [container.id for container in found if container.labels.get(SANDBOX_LABEL, "").endswith(mark)]
 
 
@@ -320,7 +330,7 @@ def test_a_killed_pool_owner_leaves_nothing_the_sweep_cannot_find(backend: Harne
     # The helpers' leases end the sandboxes by themselves; what the engine keeps (the disk cap's empty volume
     # names) carries the dead owner's labels, and the sweep removes it.
     deadline = time.monotonic() + 30
-    while engine_client.containers.list(all=True, filters=mine):
+    while list_containers(engine_client, mine):
         assert time.monotonic() < deadline, "a pooled sandbox outlived its owner by 30 s"
         time.sleep(0.2)
     sweep(engine_client)

@@ -21,6 +21,7 @@ and removals in the pool's worker threads.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -98,6 +99,8 @@ class ContainerPoolManager:
         self._members: set[PooledContainer] = set()  # every sandbox of the pool's size, in whatever state
         self._temporary: set[PooledContainer] = set()
         self._reserved = 0  # slots taken by sandboxes being made
+        self._prepared: dict[LibrarySet, str] = {}  # library set -> the image prepared with it
+        self._preparing: dict[LibrarySet, threading.Lock] = {}
         self._closed = False
         self._counts = {"hits": 0, "misses": 0, "resets": 0, "replaced": 0, "temporary_made": 0}
         self._workers = ThreadPoolExecutor(
@@ -191,6 +194,7 @@ class ContainerPoolManager:
         removals = [self._workers.submit(self._remove, container) for container in everything]
         wait(removals, timeout=CLOSE_WAIT_S)
         self._workers.shutdown(wait=True, cancel_futures=False)
+        self._remove_prepared_images()
 
     def get_stats(self) -> dict[str, Any]:
         """Sizes, states, library sets (idle sandboxes of each), the temporary sandboxes in use, and counters
@@ -206,6 +210,7 @@ class ContainerPoolManager:
                 "state_counts": states,
                 "being_made": self._reserved,
                 "temporary": len(self._temporary),
+                "prepared_images": sorted(self._prepared.values()),
                 "library_sets": {", ".join(key) or "(the pool's own)": len(queue) for key, queue in self._idle.items()},
                 "closed": self._closed,
                 **self._counts,
@@ -280,9 +285,9 @@ class ContainerPoolManager:
         return container
 
     def _make(self, key: LibrarySet, temporary: bool) -> PooledContainer:
-        """A new sandbox for ``key``: created, its libraries installed, then reset once, which gives the baseline
-        its library prefix is checked against."""
-        spec = replace(self.spec, libraries=key)
+        """A new sandbox for ``key``: created (from the set's prepared image where there is one, else with its
+        libraries installed), then reset once, which gives the baseline its library prefix is checked against."""
+        spec = self._spec_for(key)
         sandbox_id = f"{uuid.uuid4().hex}-pool-{self.pool_id[:12]}"  # unique first: pods are named by its start
         provider = NewSandboxes(spec, client=self.options.client, sandbox_id=sandbox_id)
         sandbox = provider.acquire()
@@ -294,6 +299,52 @@ class ContainerPoolManager:
         sandbox.changed_by_root = False  # the pool's own install
         self._warm_up(sandbox)
         return PooledContainer(sandbox, provider, key, baseline=reply.now, temporary=temporary)
+
+    def _spec_for(self, key: LibrarySet) -> SandboxSpec:
+        """How a sandbox for ``key`` is made. For a set beyond the pool's own libraries on a backend with an image
+        store, an image with them installed is prepared once (a sandbox that installs them, saved), so every
+        later sandbox of the set starts with them: no install, and a replacement is as quick as a reset."""
+        spec = replace(self.spec, libraries=key)
+        capabilities = self.spec.backend.capabilities
+        if key == self._key(None) or not (capabilities.images and capabilities.commit) or self.spec.dockerfile:
+            return spec
+        with self._cond:
+            prepare_lock = self._preparing.setdefault(key, threading.Lock())
+        with prepare_lock:  # one preparation per set; other threads of the set wait for it, not the pool
+            image = self._prepared.get(key)
+            if image is None:
+                image = self._prepared[key] = self._prepare_image(spec)
+        return replace(spec, image=image, libraries=(), skip_environment_setup=True)
+
+    def _prepare_image(self, spec: SandboxSpec) -> str:
+        # The template writes to its own layer (no disk-cap volumes, which a commit would not keep); the sandboxes
+        # made from its image have the cap, and the image's library prefix is copied into theirs.
+        template_spec = replace(spec, limits=replace(spec.limits, disk_bytes=None))
+        provider = NewSandboxes(template_spec, client=self.options.client, sandbox_id=f"{uuid.uuid4().hex}-pool-prep")
+        template = provider.acquire()
+        try:
+            template.runner.reset(WIPED_FOLDERS)  # what the install left in the temporary folders stays out
+            tag = hashlib.sha256("\0".join(spec.libraries).encode()).hexdigest()[:16]
+            image = template.commit(f"llm-sandbox-pool/{self.pool_id[:12]}", tag)
+        finally:
+            self._remove_sandbox(provider, template)
+        logger.info("pool: prepared %s with %s", image, ", ".join(spec.libraries))
+        return image
+
+    def _remove_prepared_images(self) -> None:
+        images, self._prepared = dict(self._prepared), {}
+        if not images:
+            return
+        backend, _prefix = self.spec.backend.build(self.options.client, self.spec.backend_options)
+        try:
+            for image in images.values():
+                try:
+                    if backend.images is not None:
+                        backend.images.remove_image(image)
+                except Exception as error:  # noqa: BLE001 - reported; the image is the pool's, named after it
+                    logger.warning("pool: removing the prepared image %s failed: %s", image, error)
+        finally:
+            backend.close()
 
     def _recycle(self, container: PooledContainer) -> None:
         reason = self._why_not_reusable(container)
