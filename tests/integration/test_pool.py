@@ -3,6 +3,7 @@ exhaustion strategy, health replacement, use and lifetime limits, and library-ke
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from harness import Harness, list_containers
-from llm_sandbox import SandboxSession
+from llm_sandbox import ArtifactSandboxSession, SandboxSession
 from llm_sandbox.cleanup import sweep
 from llm_sandbox.labels import MANAGED_LABEL, OWNER_PID_LABEL, SANDBOX_LABEL
 from llm_sandbox.languages.base import USER_PREFIX
@@ -335,3 +336,16 @@ def test_a_killed_pool_owner_leaves_nothing_the_sweep_cannot_find(backend: Harne
         time.sleep(0.2)
     sweep(engine_client)
     assert engine_client.volumes.list(filters=mine) == []
+
+
+@pytest.mark.backends("docker", "podman")  # the plotting libraries are in the default Python image
+def test_an_artifact_session_on_a_pool_gets_its_plots_and_leaves_none(backend: Harness) -> None:
+    draw = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\n"
+    with pool_of(backend, max_pool_size=1) as pool:
+        with ArtifactSandboxSession(pool=pool) as first:
+            result = first.run(draw)
+            assert [plot.format.value for plot in result.plots] == ["png"]
+            assert base64.b64decode(result.plots[0].content_base64).startswith(b"\x89PNG")
+        _wait_settled(pool)
+        with ArtifactSandboxSession(pool=pool) as second:
+            assert second.run("print('nothing drawn')").plots == []
