@@ -311,6 +311,23 @@ def test_an_attached_container_keeps_state_and_is_only_let_go(backend: Harness, 
     assert b"llm-sandbox" not in listed, listed  # the kernel's folder went with the session
 
 
+def test_code_written_for_the_reference_runs_and_max_memory_is_the_sandboxs_limit(
+    backend: Harness, engine_client: Any
+) -> None:
+    with interactive(
+        backend, lang="python", kernel_type="ipython", max_memory="600m", history_size=500, timeout=300.0
+    ) as session:
+        result = session.run("values = [1, 2, 3]\nprint(sum(values))")
+        assert (result.exit_code, result.stdout) == (0, "6\n")
+        assert session.container_id is not None
+        limited = engine_client.containers.get(session.container_id).attrs["HostConfig"]["Memory"]
+    # Against a sandbox with the default limit (1 GiB): whatever else the engine's figure counts is the same in both.
+    with backend.session(lang="python") as plain:
+        assert plain.container_id is not None
+        default = engine_client.containers.get(plain.container_id).attrs["HostConfig"]["Memory"]
+    assert limited - default == 600 * 1024**2 - 1024**3
+
+
 def test_a_language_without_a_kernel_is_refused() -> None:
     with pytest.raises(LanguageNotSupportedError, match="python, javascript, ruby, r"):
         InteractiveSandboxSession(lang="go")
