@@ -4,7 +4,7 @@ Into: the tar is made locally and unpacked by the in-sandbox helper as the code 
 where that user may not write (e.g. a new ``/container/path``), the engine unpacks it instead.
 Out of: the engine's archive is hostile (the code in the sandbox made its contents) and goes through
 ``archives.safe_extract``: size checked before and while reading, links and special files refused, nothing written
-outside ``dest`` and nothing partial left behind.
+outside ``dest`` and nothing partial left behind. A file is written at ``dest``; a directory at ``dest/<its name>``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,12 @@ def copy_from_runtime(sandbox: Sandbox, src: str, dest: str, limit: int) -> None
             raise FileTooLargeError(
                 f"{source} is {archive.size} bytes, over the copy limit of {limit} bytes (raise copy_limit to allow it)"
             )
-        safe_extract(archive.chunks, Path(dest), max_bytes=limit)
+        target = Path(dest)
+        if archive.is_dir and posixpath.basename(source):
+            # A directory lands under dest with its own name (dest/<name>/...), whether dest exists or not: where
+            # the reference implementation puts it, so code written for it finds its files.
+            target = target / posixpath.basename(source)
+        safe_extract(archive.chunks, target, max_bytes=limit)
     finally:
         archive.close()
     logger.debug("copied %s out of the sandbox to %s", source, dest)

@@ -68,18 +68,25 @@ def test_empty_file_both_ways(session: SandboxSession, tmp_path: Path) -> None:
     assert (tmp_path / "got").read_bytes() == b""
 
 
-def test_directory_round_trip_yields_contents_not_nested_name(session: SandboxSession, tmp_path: Path) -> None:
+def test_a_directory_copied_out_lands_under_dest_with_its_name(session: SandboxSession, tmp_path: Path) -> None:
+    # As the reference implementation does: dest/<name>/..., whether dest exists or not.
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
     (tree / "a.txt").write_text("A")
     (tree / "sub" / "b.txt").write_text("B")
     session.copy_to_runtime(str(tree), "/sandbox/tree")
     assert session.execute_command("cat /sandbox/tree/a.txt /sandbox/tree/sub/b.txt").stdout == "AB"
-    dest = tmp_path / "back"
-    session.copy_from_runtime("/sandbox/tree", str(dest))
-    assert (dest / "a.txt").read_text() == "A"
-    assert (dest / "sub" / "b.txt").read_text() == "B"
-    assert not (dest / "tree").exists()
+    new_dest = tmp_path / "new"
+    session.copy_from_runtime("/sandbox/tree", str(new_dest))
+    assert sorted(path.name for path in new_dest.iterdir()) == ["tree"]
+    assert (new_dest / "tree" / "a.txt").read_text() == "A"
+    assert (new_dest / "tree" / "sub" / "b.txt").read_text() == "B"
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "kept.txt").write_text("mine")
+    session.copy_from_runtime("/sandbox/tree/", str(existing))
+    assert sorted(path.name for path in existing.iterdir()) == ["kept.txt", "tree"]
+    assert (existing / "tree" / "sub" / "b.txt").read_text() == "B"
 
 
 def test_missing_paths_raise_file_not_found(session: SandboxSession, tmp_path: Path) -> None:

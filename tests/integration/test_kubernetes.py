@@ -152,7 +152,7 @@ def test_binary_files_round_trip_and_sparse_files_are_refused(session: SandboxSe
     local.write_bytes(ALL_BYTES)
     session.copy_to_runtime(str(local), "/sandbox/bin/all-bytes.bin")
     session.copy_from_runtime("/sandbox/bin", str(tmp_path / "back"))
-    assert (tmp_path / "back" / "all-bytes.bin").read_bytes() == ALL_BYTES
+    assert (tmp_path / "back" / "bin" / "all-bytes.bin").read_bytes() == ALL_BYTES
     session.execute_command("truncate -s 50G /tmp/sparse && mkdir -p /tmp/d && truncate -s 2G /tmp/d/sparse")
     with pytest.raises(FileTooLargeError):
         session.copy_from_runtime("/tmp/sparse", str(tmp_path / "sparse"))

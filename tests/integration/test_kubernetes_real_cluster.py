@@ -54,7 +54,7 @@ def test_new_pod_runs_code_commands_and_files(real_api: Any, tmp_path: Path) -> 
         local.write_bytes(bytes(range(256)))
         session.copy_to_runtime(str(local), "/sandbox/in/data.bin")
         session.copy_from_runtime("/sandbox/in", str(tmp_path / "out"))
-        assert (tmp_path / "out" / "data.bin").read_bytes() == bytes(range(256))
+        assert (tmp_path / "out" / "in" / "data.bin").read_bytes() == bytes(range(256))
         with pytest.raises(SandboxTimeoutError):
             session.run("while True: pass", timeout=2)
         assert session.run("print('alive')").stdout == "alive\n"

@@ -60,4 +60,4 @@ def test_readme_example_runs(
         assert sorted(path.name for path in tmp_path.iterdir()) == ["data.csv", "plot_0.png"]
     else:
         assert printed.startswith("stopped; partial output:")
-        assert (tmp_path / "results" / "data.csv").read_text() == "a,b\n1,2\n"
+        assert (tmp_path / "results" / "out" / "data.csv").read_text() == "a,b\n1,2\n"

@@ -129,9 +129,9 @@ def test_copy_to_and_from_the_runtime_round_trip(session: SandboxSession, workdi
     session.execute_command("echo made inside > copied/tree/new.txt")
     back = tmp_path / "back"
     session.copy_from_runtime("copied/tree", str(back))
-    assert (back / "a.txt").read_text() == "A"
-    assert (back / "sub" / "b.bin").read_bytes() == bytes(range(256))
-    assert (back / "new.txt").read_text() == "made inside\n"
+    assert (back / "tree" / "a.txt").read_text() == "A"
+    assert (back / "tree" / "sub" / "b.bin").read_bytes() == bytes(range(256))
+    assert (back / "tree" / "new.txt").read_text() == "made inside\n"
     session.copy_from_runtime("copied/tree/a.txt", str(tmp_path / "single.txt"))
     assert (tmp_path / "single.txt").read_text() == "A"
     with pytest.raises(FileNotFoundError):
