@@ -6,14 +6,16 @@ It is a heuristic, not the isolation boundary: the container is. Evaluation work
 modules are matched against the imports found outside comments and plain string literals.
 
 A pattern or module counts as a violation when its severity is above ``SAFE`` and at least the policy's
-``severity_threshold``. Everything here is immutable, so one policy can be evaluated from many threads at
-once; ``add_pattern`` and ``add_restricted_module`` return a new policy and leave the original unchanged.
+``severity_threshold``; a threshold of ``SAFE`` (the default, as in the reference implementation) blocks nothing.
+Patterns and modules are immutable; ``add_pattern`` and ``add_restricted_module`` add to the policy in place (as
+the reference's do) and return it. Evaluation works on a snapshot of the lists, so a policy can be evaluated from
+many threads at once, even while another adds to it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from llm_sandbox.errors import ValidationError
@@ -124,12 +126,12 @@ class RestrictedModule:
 class SecurityPolicy:
     """What to look for in code and from which severity on to refuse it.
 
-    The default threshold ``LOW`` reports every non-``SAFE`` entry (``SAFE`` behaves the same, since ``SAFE``
-    entries are never reported). The lists are copied on construction; treat them as read-only and derive
-    changed policies with :meth:`add_pattern` / :meth:`add_restricted_module`, which return a new policy.
+    ``severity_threshold``: entries of this severity or above are violations; ``LOW`` reports every non-``SAFE``
+    entry, and ``SAFE`` (the default, as in the reference implementation) turns the policy off. The lists are
+    copied on construction; :meth:`add_pattern` / :meth:`add_restricted_module` add to them in place.
     """
 
-    severity_threshold: SecurityIssueSeverity = SecurityIssueSeverity.LOW
+    severity_threshold: SecurityIssueSeverity = SecurityIssueSeverity.SAFE
     patterns: list[SecurityPattern] = field(default_factory=list)
     restricted_modules: list[RestrictedModule] = field(default_factory=list)
 
@@ -147,16 +149,23 @@ class SecurityPolicy:
         object.__setattr__(self, "restricted_modules", modules)
 
     def reports(self, severity: SecurityIssueSeverity) -> bool:
-        """True when an entry of this severity counts as a violation under this policy."""
-        return severity > SecurityIssueSeverity.SAFE and severity >= self.severity_threshold
+        """True when an entry of this severity counts as a violation under this policy (never under ``SAFE``)."""
+        threshold = self.severity_threshold
+        return threshold > SecurityIssueSeverity.SAFE and severity >= threshold
 
     def add_pattern(self, pattern: SecurityPattern) -> SecurityPolicy:
-        """Return a new policy that also checks ``pattern``; this policy is unchanged."""
-        return replace(self, patterns=[*self.patterns, pattern])
+        """Check ``pattern`` too, from now on (sessions holding this policy see it); returns this policy."""
+        if not isinstance(pattern, SecurityPattern):
+            raise ValidationError(f"add_pattern takes a SecurityPattern, not {pattern!r}")
+        self.patterns.append(pattern)
+        return self
 
     def add_restricted_module(self, module: RestrictedModule) -> SecurityPolicy:
-        """Return a new policy that also restricts ``module``; this policy is unchanged."""
-        return replace(self, restricted_modules=[*self.restricted_modules, module])
+        """Restrict ``module`` too, from now on (sessions holding this policy see it); returns this policy."""
+        if not isinstance(module, RestrictedModule):
+            raise ValidationError(f"add_restricted_module takes a RestrictedModule, not {module!r}")
+        self.restricted_modules.append(module)
+        return self
 
 
 def evaluate(policy: SecurityPolicy, code: str, lang: str) -> list[SecurityPattern]:

@@ -22,6 +22,7 @@ from llm_sandbox import (
 from llm_sandbox.images import build_hint
 
 POLICY = SecurityPolicy(
+    severity_threshold=SecurityIssueSeverity.LOW,
     patterns=[SecurityPattern(r"\bos\.system\s*\(", "shell out through os.system", SecurityIssueSeverity.HIGH)],
     restricted_modules=[RestrictedModule("socket", "raw network access", SecurityIssueSeverity.MEDIUM)],
 )

@@ -28,7 +28,7 @@ LANGUAGES = [lang.value for lang in SupportedLanguage]
 
 
 def module_policy(name: str, severity: SecurityIssueSeverity = S.HIGH) -> SecurityPolicy:
-    return SecurityPolicy(restricted_modules=[RestrictedModule(name, "test", severity)])
+    return SecurityPolicy(severity_threshold=S.LOW, restricted_modules=[RestrictedModule(name, "test", severity)])
 
 
 def violation_descriptions(policy: SecurityPolicy, code: str, lang: str) -> list[str]:
@@ -120,15 +120,26 @@ def test_restricted_module_violation_names_the_module() -> None:
 
 def test_policy_defaults() -> None:
     policy = SecurityPolicy()
-    assert policy.severity_threshold is S.LOW
+    assert policy.severity_threshold is S.SAFE
     assert policy.patterns == []
     assert policy.restricted_modules == []
     assert evaluate(policy, "import os; os.system('x')", "python") == []
 
 
+def test_the_default_threshold_safe_turns_the_policy_off_as_in_the_reference() -> None:
+    entries = {
+        "patterns": [SecurityPattern(r"os\.system", "shell", S.HIGH)],
+        "restricted_modules": [RestrictedModule("os", "os", S.HIGH)],
+    }
+    code = "import os; os.system('x')"
+    assert evaluate(SecurityPolicy(**entries), code, "python") == []  # type: ignore[arg-type]
+    assert evaluate(SecurityPolicy(severity_threshold=S.SAFE, **entries), code, "python") == []  # type: ignore[arg-type]
+    assert len(evaluate(SecurityPolicy(severity_threshold=S.LOW, **entries), code, "python")) == 2  # type: ignore[arg-type]
+
+
 def test_policy_copies_the_lists_it_is_given() -> None:
     patterns = [SecurityPattern("x", "x", S.HIGH)]
-    policy = SecurityPolicy(patterns=patterns)
+    policy = SecurityPolicy(severity_threshold=S.LOW, patterns=patterns)
     patterns.append(SecurityPattern("y", "y", S.HIGH))
     assert len(policy.patterns) == 1
 
@@ -142,17 +153,20 @@ def test_policy_rejects_wrong_element_types() -> None:
         SecurityPolicy(severity_threshold=7)  # type: ignore[arg-type]
 
 
-def test_add_methods_return_new_policies() -> None:
+def test_add_methods_change_the_policy_in_place_as_in_the_reference() -> None:
     base = SecurityPolicy(severity_threshold=S.MEDIUM)
     pattern = SecurityPattern(r"\bdanger\b", "danger", S.HIGH)
     module = RestrictedModule("socket", "network", S.MEDIUM)
-    with_pattern = base.add_pattern(pattern)
-    with_both = with_pattern.add_restricted_module(module)
-    assert base.patterns == [] and base.restricted_modules == []
-    assert with_pattern.patterns == [pattern] and with_pattern.restricted_modules == []
-    assert with_both.patterns == [pattern] and with_both.restricted_modules == [module]
-    assert with_both.severity_threshold is S.MEDIUM
-    assert [item.severity for item in evaluate(with_both, "import socket\ndanger()", "python")] == [S.HIGH, S.MEDIUM]
+    assert evaluate(base, "import socket\ndanger()", "python") == []
+    assert base.add_pattern(pattern) is base  # code written for ours (policy = policy.add_...) keeps working
+    base.add_restricted_module(module)  # code written for the reference ignores the result
+    assert base.patterns == [pattern] and base.restricted_modules == [module]
+    assert base.severity_threshold is S.MEDIUM
+    assert [item.severity for item in evaluate(base, "import socket\ndanger()", "python")] == [S.HIGH, S.MEDIUM]
+    with pytest.raises(ValidationError):
+        base.add_pattern("danger")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        base.add_restricted_module("socket")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("threshold", list(S))
@@ -163,7 +177,7 @@ def test_threshold_semantics(threshold: SecurityIssueSeverity, severity: Securit
         patterns=[SecurityPattern("danger", "p", severity)],
         restricted_modules=[RestrictedModule("socket", "m", severity)],
     )
-    expected = severity > S.SAFE and severity >= threshold
+    expected = threshold > S.SAFE and severity >= threshold
     assert policy.reports(severity) is expected
     assert len(evaluate(policy, "import socket\ndanger", "python")) == (2 if expected else 0)
 
@@ -171,6 +185,7 @@ def test_threshold_semantics(threshold: SecurityIssueSeverity, severity: Securit
 def test_evaluate_orders_and_deduplicates() -> None:
     twice = SecurityPattern("danger", "p", S.HIGH)
     policy = SecurityPolicy(
+        severity_threshold=S.LOW,
         patterns=[twice, SecurityPattern("other", "o", S.LOW), twice],
         restricted_modules=[RestrictedModule("os", "m", S.LOW)],
     )
@@ -339,7 +354,7 @@ def test_code_inside_strings_and_tricky_literals_still_counts(lang: str, code: s
 
 # --- comment stripping and patterns -----------------------------------------------------------------------
 
-DANGER = SecurityPolicy(patterns=[SecurityPattern(r"\bdanger\(", "calls danger", S.HIGH)])
+DANGER = SecurityPolicy(severity_threshold=S.LOW, patterns=[SecurityPattern(r"\bdanger\(", "calls danger", S.HIGH)])
 
 
 @pytest.mark.parametrize(
@@ -379,7 +394,7 @@ def test_comment_markers_inside_strings_keep_the_code(lang: str, code: str) -> N
 
 
 def test_patterns_see_string_literals() -> None:
-    policy = SecurityPolicy(patterns=[SecurityPattern(r"rm\s+-rf", "rm -rf", S.HIGH)])
+    policy = SecurityPolicy(severity_threshold=S.LOW, patterns=[SecurityPattern(r"rm\s+-rf", "rm -rf", S.HIGH)])
     assert evaluate(policy, "subprocess.run('rm -rf /tmp/x', shell=True)", "python")
 
 
