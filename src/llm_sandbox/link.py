@@ -1,11 +1,13 @@
 """The host's end of the guest's protocol (``guest/protocol.py``): an I/O-free protocol object and a blocking driver.
 
 ``LinkProtocol`` turns requests into bytes and bytes into events (output chunks, collected files, the final reply);
-it does no I/O, so a driver of any kind (blocking here, asyncio later) only moves bytes. ``ReplyAssembler`` turns
-one request's events into its ``Reply``, decoding output incrementally for the callbacks. ``GuestLink`` drives both
-over a ``DuplexStream``.
+it does no I/O, so a driver of any kind (blocking here, asyncio in ``async_link``) only moves bytes.
+``ReplyAssembler`` turns one request's events into its ``Reply``, decoding output incrementally for the callbacks.
+``GuestLink`` drives both over a ``DuplexStream``.
 
-One request is in flight at a time. Anything the guest sends that the protocol does not allow (an unknown frame
+One request is in flight at a time; while a run is in flight the host may send one ``CANCEL`` (``cancel_frame``):
+the guest stops the run and still sends its reply, which is read to its end as any other. Anything the guest sends
+that the protocol does not allow (an unknown frame
 kind, a frame with no request in flight, a reply to another request) is a ``GuestProtocolError``, and any error
 while a reply is read breaks the link: the rest of that reply is never mistaken for the next one's. If the guest
 stays silent well past the request's own time limit (the guest enforces that limit itself), the link is declared
@@ -32,7 +34,8 @@ import json
 import marshal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +139,7 @@ class LinkProtocol:
         self._truncated = False
         self._files_left = 0
         self._file_count_left: int | None = None
+        self._cancel_sent = False
 
     @property
     def pending(self) -> int | None:
@@ -169,7 +173,16 @@ class LinkProtocol:
         self._files_left = _count(message.get(Field.COLLECT_BUDGET))
         self._file_count_left = _count(message.get(Field.COLLECT_COUNT)) or None
         self._pending = self._last_id
+        self._cancel_sent = False
         return frames
+
+    def cancel_frame(self) -> bytes:
+        """The frame that asks the guest to stop the request in flight; empty when there is none, when the link is
+        broken, or when it was asked once already."""
+        if self._pending is None or self.broken or self._cancel_sent:
+            return b""
+        self._cancel_sent = True
+        return FRAME_HEADER.pack(Frame.CANCEL, 0)
 
     def feed(self, data: bytes) -> list[Event]:
         """The events in the bytes received so far; the final reply, when it came, is the last one."""
@@ -365,6 +378,9 @@ class GuestLink:
         self._stream = stream
         self._protocol = LinkProtocol()
         self._lock = threading.Lock()
+        # Writes are whole: a CANCEL from another thread never lands inside a request (a large payload, say).
+        self._send_lock = threading.Lock()
+        self._request_sent = False
 
     @property
     def broken(self) -> bool:
@@ -391,7 +407,9 @@ class GuestLink:
             assembler = ReplyAssembler(on_stdout, on_stderr, encoding_errors)
             deadline = None if timeout is None else time.monotonic() + timeout + BACKSTOP_GRACE_S
             try:
-                self._stream.send(frames)
+                with self._send_lock:
+                    self._stream.send(frames)
+                    self._request_sent = True
                 return self._receive(assembler, deadline)
             except ReplyHandOverError as handed:
                 raise handed.error from None
@@ -400,6 +418,28 @@ class GuestLink:
                 if isinstance(error, OSError):  # TimeoutError included
                     raise GuestLinkError(f"lost the sandbox's helper: {error}") from error
                 raise
+            finally:
+                self._request_sent = False
+
+    def cancel(self) -> bool:
+        """Ask the guest to stop the run in flight, from another thread than the one that waits for its reply (that
+        one still gets the reply, marked ``cancelled``). False when nothing is in flight or it was asked already."""
+        with self._send_lock:
+            frame = self._protocol.cancel_frame() if self._request_sent else b""
+            if frame:
+                self._stream.send(frame)
+        return bool(frame)
+
+    @contextmanager
+    def borrowed(self) -> Iterator[tuple[LinkProtocol, DuplexStream]]:
+        """The link's protocol and stream, for one request driven by another driver (``async_link``); no request
+        of this driver can start meanwhile. GuestProtocolError when one is in flight."""
+        if not self._lock.acquire(blocking=False):
+            raise GuestProtocolError("another request is in flight on this link")
+        try:
+            yield self._protocol, self._stream
+        finally:
+            self._lock.release()
 
     def _receive(self, assembler: ReplyAssembler, deadline: float | None) -> Reply:
         while True:

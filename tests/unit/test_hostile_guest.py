@@ -573,7 +573,9 @@ REPLY_TYPES: list[tuple[Callable[[Mapping[str, Any]], Any], Any, dict[str, str]]
     ),
     (
         ExecReply.from_fields,
-        ExecReply(exit_code=1, duration_s=0.5, timed_out=True, truncated=True, limits=("oom",), skipped=("a",)),
+        ExecReply(
+            exit_code=1, duration_s=0.5, timed_out=True, truncated=True, limits=("oom",), skipped=("a",), cancelled=True
+        ),
         {
             Result.EXIT_CODE: INT,
             Result.DURATION_S: NUMBER,
@@ -581,6 +583,7 @@ REPLY_TYPES: list[tuple[Callable[[Mapping[str, Any]], Any], Any, dict[str, str]]
             Result.TRUNCATED: BOOL,
             Result.LIMITS: STRINGS,
             Result.SKIPPED: STRINGS,
+            Result.CANCELLED: BOOL,
         },
     ),
     (

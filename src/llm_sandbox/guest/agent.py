@@ -83,7 +83,7 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         spawn_reply,
     )
     from llm_sandbox.guest.warm import Spares, start_warm, warm_argv_path
-    from llm_sandbox.guest.wire import IN, input_ended, read_request, reply, send
+    from llm_sandbox.guest.wire import IN, input_ended, input_waiting, read_frame, read_request, reply, send
 
     Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
 
@@ -102,6 +102,7 @@ class Run:
         self.timed_out = False
         self.stopped = False
         self.over_disk = False  # stopped because the places the code writes passed the disk cap
+        self.cancelled = False  # stopped by the host's CANCEL
         self.warm_next: Optional[Tuple[str, Optional[str], Dict[str, str]]] = None
 
     def relay(self, kind: bytes, data: bytes) -> None:
@@ -173,14 +174,18 @@ class Run:
         raised = counters_raised(before, resource_counters(guest.own_cgroup))
         with guest.as_code:  # a run over the cap loses what it wrote, removed as the code
             raised += run_limit_names(guest.disk, started_at, self.over_disk)
-        return exec_reply(exit_status(returncode), duration, self.timed_out, self.truncated, raised)
+        return exec_reply(
+            exit_status(returncode), duration, self.timed_out, self.truncated, raised, cancelled=self.cancelled
+        )
 
     def pump(self, process: Child, deadline: Optional[float]) -> None:
         kinds = {process.stdout_fd: Frame.STDOUT, process.stderr_fd: Frame.STDERR}
         poller = select.poll()
         for fd in kinds:
             poller.register(fd, select.POLLIN)
-        if self.guest.lease:  # the host sends nothing while a request runs: input now means its end
+        # The host sends nothing else while a run is in flight: input now is its CANCEL, or the end of its input.
+        # What came with the request sits in the reader's buffer, where polling the pipe would not see it.
+        if not input_waiting() or self.host_input(process):
             poller.register(IN.fileno(), select.POLLIN)
         exited_at = None
         disk = self.guest.disk
@@ -193,9 +198,8 @@ class Run:
                 wait = min(wait, max(0.0, exited_at + DRAIN_GRACE_S - now))
             for fd, _event in poller.poll(int(wait * 1000)):
                 if fd not in kinds:
-                    if input_ended():
-                        self.guest.end_lease()  # the host is gone: the sandbox ends now, not after the run
-                    poller.unregister(fd)
+                    if not self.host_input(process):
+                        poller.unregister(fd)
                     continue
                 data = os.read(fd, CHUNK)
                 if not data:
@@ -219,6 +223,22 @@ class Run:
                 kill_descendants(False, keep=process.pid, protected=self.guest.protected())
                 exited_at = now
         process.close()
+
+    def host_input(self, process: Child) -> bool:
+        """Take what the host sent during the run (it has something to read): a ``CANCEL`` stops the run as its
+        time limit would; the end of the input means the host is gone, so the run stops too (with a lease the
+        sandbox ends now, not after the run). Returns whether the input is still worth watching."""
+        if input_ended():
+            if self.guest.lease:
+                self.guest.end_lease()
+            if not self.stopped:
+                self.stop(process)
+            return False
+        frame = read_frame()
+        if frame is not None and frame[0] == Frame.CANCEL and not self.stopped:
+            self.cancelled = True
+            self.stop(process)
+        return frame is not None
 
     def stop(self, process: Child) -> None:
         self.stopped = True

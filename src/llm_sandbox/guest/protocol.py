@@ -8,7 +8,10 @@ A frame is a 5-byte header (kind byte, big-endian length) and its body. The host
 only, since the guest trusts the host and the host never unmarshals guest data), followed by a ``PAYLOAD`` frame
 when the request says ``with_payload``. The guest answers with any number of ``STDOUT``/``STDERR`` frames (raw
 output bytes) and ``FILE`` frames (a collected file: its name's length, its name, its bytes), then exactly one
-``REPLY`` frame: a JSON object that echoes the request's ``id`` and ends the request.
+``REPLY`` frame: a JSON object that echoes the request's ``id`` and ends the request. While a run (``exec``) is in
+flight the host may send one ``CANCEL`` frame (empty): the guest stops the run as its time limit would and still
+answers with its reply (``cancelled``), so the link stays in step. A ``CANCEL`` that comes once the run has ended
+(the host and the reply crossed) is skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Frame:
     STDERR = b"2"
     FILE = b"F"
     REPLY = b"J"
+    CANCEL = b"X"  # host to guest, while an exec is in flight: stop it now
 
 
 class Op:
@@ -120,6 +124,7 @@ class Result:
     TRUNCATED = "truncated"
     LIMITS = "limits"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"  # the host cancelled the run (its processes were killed)
     # put
     ERRNO = "errno"
     REASON = "reason"
@@ -342,10 +347,12 @@ def exec_reply(
     truncated: bool = False,
     limits: Sequence[str] = (),
     skipped: Sequence[str] = (),
+    cancelled: bool = False,
 ) -> Dict[str, Any]:
     """``limits``: the ``Limit`` names whose counters rose during the run; ``skipped``: the collected files left
-    out because they did not fit the budget."""
+    out because they did not fit the budget; ``cancelled``: the host's ``CANCEL`` stopped the run."""
     return {
+        Result.CANCELLED: cancelled,
         Result.EXIT_CODE: exit_code,
         Result.DURATION_S: duration_s,
         Result.TIMED_OUT: timed_out,

@@ -7,6 +7,7 @@ Replies leave as JSON written by ``to_json``: the ``json`` module would cost eve
 from __future__ import annotations
 
 import marshal
+import os
 import sys
 
 TYPE_CHECKING = False
@@ -73,6 +74,20 @@ def input_ended() -> bool:
     return not reader.peek(1)
 
 
+def input_waiting() -> bool:
+    """Whether bytes from the host wait to be read, in the reader's buffer or on the pipe; never blocks. (Polling
+    the pipe alone would miss what the buffered reader already took in with the request.)"""
+    fd = IN.fileno()
+    os.set_blocking(fd, False)
+    try:
+        reader: Any = IN
+        return bool(reader.peek(1))  # b"" (or None on old versions) when nothing is there yet, and at the end
+    except BlockingIOError:
+        return False
+    finally:
+        os.set_blocking(fd, True)
+
+
 def read_exact(size: int) -> Optional[bytes]:
     data = b""
     while len(data) < size:
@@ -96,8 +111,11 @@ def read_frame() -> Optional[Tuple[bytes, bytes]]:
 
 def read_request() -> Optional[Dict[str, Any]]:
     """The next request; one that says ``with_payload`` is followed by a binary frame, kept under ``payload``.
-    A frame of another kind than a request is answered as a request with no operation (an error reply)."""
+    A frame of another kind than a request is answered as a request with no operation (an error reply), but a
+    ``CANCEL`` is skipped: it came for a run that had ended by the time it was read."""
     frame = read_frame()
+    while frame is not None and frame[0] == Frame.CANCEL:
+        frame = read_frame()
     if frame is None:
         return None
     if frame[0] != Frame.REQUEST:

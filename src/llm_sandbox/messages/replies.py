@@ -77,13 +77,14 @@ class ExecReply:
     truncated: bool = False
     limits: tuple[str, ...] = ()  # the sandbox limits (``protocol.Limit``) the run hit
     skipped: tuple[str, ...] = ()  # matching files left out: over the collect budget
+    cancelled: bool = False  # the host cancelled the run (``Frame.CANCEL``): its processes were killed
     stdout: str = ""
     stderr: str = ""
     files: Mapping[str, bytes] = field(default_factory=dict)
 
     def to_message(self) -> dict[str, Any]:
         return protocol.exec_reply(
-            self.exit_code, self.duration_s, self.timed_out, self.truncated, self.limits, self.skipped
+            self.exit_code, self.duration_s, self.timed_out, self.truncated, self.limits, self.skipped, self.cancelled
         )
 
     @classmethod
@@ -95,6 +96,7 @@ class ExecReply:
             truncated=_bool(fields, Result.TRUNCATED),
             limits=_strings(fields, Result.LIMITS),
             skipped=_strings(fields, Result.SKIPPED),
+            cancelled=_bool(fields, Result.CANCELLED),
         )
 
     @classmethod
