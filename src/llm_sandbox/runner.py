@@ -218,11 +218,36 @@ class GuestRunner:
                 encoding_errors=encoding_errors,
             )
         except GuestLinkError as error:
+            raise self.link_error(error) from error
+
+    @property
+    def link_ready(self) -> bool:
+        """Whether the link to the helper is up (``link()`` then does no engine work)."""
+        return self._link is not None and not self._link.broken
+
+    def link(self) -> GuestLink:
+        """The link to the helper for a request driven elsewhere (``AsyncSandboxSession``); a lost helper of an
+        attached sandbox is restarted first, as for the runner's own requests."""
+        return self._ensure_link()
+
+    def link_error(self, error: GuestLinkError) -> SandboxError:
+        """What a lost link means for the caller: a created sandbox is done for (it is replaced), an attached one's
+        helper is restarted on the next call."""
+        if self._sandbox.owned:
+            self.close()
+            return self._lost(str(error))
+        if not self._sandbox.is_running():
+            return self._died()
+        return ContainerError(f"the sandbox's helper stopped answering ({error}); it is restarted on the next call")
+
+    def read_reply(self, reply: Reply, read: Callable[[Reply], ReplyType]) -> ReplyType:
+        """A reply read by ``read`` (see ``_typed_request``), for requests driven elsewhere."""
+        try:
+            return _typed(reply, read)
+        except GuestLinkError as error:
+            self.close()
             if self._sandbox.owned:
-                self.close()
                 raise self._lost(str(error)) from error
-            if not self._sandbox.is_running():
-                raise self._died() from error
             raise ContainerError(
                 f"the sandbox's helper stopped answering ({error}); it is restarted on the next call"
             ) from error
@@ -249,15 +274,7 @@ class GuestRunner:
             payload=payload,
             encoding_errors=encoding_errors,
         )
-        try:
-            return _typed(reply, read)
-        except GuestLinkError as error:
-            self.close()
-            if self._sandbox.owned:
-                raise self._lost(str(error)) from error
-            raise ContainerError(
-                f"the sandbox's helper stopped answering ({error}); it is restarted on the next call"
-            ) from error
+        return self.read_reply(reply, read)
 
     # Requests ----------------------------------------------------------------------------------------------
 

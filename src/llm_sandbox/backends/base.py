@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from llm_sandbox.errors import ContainerError, ValidationError
 
@@ -194,6 +194,26 @@ class DuplexStream(Protocol):
 
     def close(self) -> None:
         """Close the stream; the process sees end of input."""
+
+
+class AsyncDuplexStream(Protocol):
+    """A duplex stream driven by the running event loop: a wait for output blocks no thread, and a cancelled wait
+    loses no byte (the next ``recv`` returns it)."""
+
+    async def send(self, data: bytes) -> None:
+        """Write bytes to the process's stdin."""
+
+    async def recv(self, timeout: float | None) -> bytes:
+        """The next bytes of the process's stdout; b"" at end of stream; TimeoutError when none came in time."""
+
+
+@runtime_checkable
+class LoopDrivable(Protocol):
+    """A ``DuplexStream`` that an event loop can drive without a thread (Docker's and Podman's hijacked sockets)."""
+
+    def asynchronous(self) -> AsyncDuplexStream | None:
+        """The same stream for the running loop (same buffer, same process), or None when its connection cannot be
+        driven by the loop (a TLS socket)."""
 
 
 class Provisioner(ABC):

@@ -7,8 +7,10 @@ helper writes its protocol on stdout; whatever it prints on stderr (a crash trac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import ssl
 import struct
 import time
 from typing import Any
@@ -31,6 +33,7 @@ class DockerExecStream:
         self._response = keep_alive  # whatever must outlive the stream for the connection to stay open
         self._pending = bytearray()
         self._closed = False
+        self._ended = False  # the engine closed the connection (seen by the loop-driven view)
         self.stderr_tail = b""  # the end of what the process wrote on stderr, for error messages
 
     def send(self, data: bytes) -> None:
@@ -48,11 +51,43 @@ class DockerExecStream:
                 return b""
             stream_id, payload = frame
             if stream_id == STDERR:
-                self.stderr_tail = (self.stderr_tail + payload)[-4096:]
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("guest stderr: %s", payload.decode("utf-8", "replace").rstrip())
+                self._note_stderr(payload)
             elif payload:
                 return payload
+
+    def asynchronous(self) -> LoopDrivenExecStream | None:
+        """This stream driven by the running event loop; None over TLS (the loop's socket calls take plain
+        sockets only)."""
+        return None if isinstance(self._sock, ssl.SSLSocket) else LoopDrivenExecStream(self)
+
+    def _note_stderr(self, payload: bytes) -> None:
+        self.stderr_tail = (self.stderr_tail + payload)[-4096:]
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("guest stderr: %s", payload.decode("utf-8", "replace").rstrip())
+
+    def _buffered_frame(self) -> tuple[int, bytes] | None:
+        """A whole frame from what was read already, or None (a partial one stays whole in the buffer)."""
+        if len(self._pending) < MUX_HEADER.size:
+            return None
+        stream_id, size = MUX_HEADER.unpack_from(self._pending)
+        end = MUX_HEADER.size + size
+        if len(self._pending) < end:
+            return None
+        payload = bytes(self._pending[MUX_HEADER.size : end])
+        del self._pending[:end]
+        return stream_id, payload
+
+    def _read_available(self) -> None:
+        """Take in what the socket holds now, without waiting (the loop said it is readable)."""
+        self._sock.setblocking(False)
+        try:
+            chunk = self._sock.recv(MAX_READ)
+        except (BlockingIOError, InterruptedError):
+            return
+        if chunk:
+            self._pending += chunk
+        else:
+            self._ended = True
 
     def read_all(self, timeout: float, limit: int) -> tuple[bytes, bytes, bool]:
         """What the process writes until it exits, as (stdout, stderr, truncated); the stream is closed after.
@@ -118,3 +153,61 @@ class DockerExecStream:
                 closable.close()
             except (OSError, ValueError):  # already closed underneath: nothing left to release
                 pass
+
+
+class LoopDrivenExecStream:
+    """A ``DockerExecStream`` driven by the running event loop (an ``AsyncDuplexStream``).
+
+    It waits for the socket with the loop's selector and reads only once the socket is readable, straight into the
+    stream's own buffer, in the same step: a wait that is cancelled has read nothing, so no byte is ever lost, and
+    the blocking methods can take the stream over afterwards (they read the same buffer first).
+    """
+
+    def __init__(self, stream: DockerExecStream) -> None:
+        self._stream = stream
+
+    async def send(self, data: bytes) -> None:
+        sock = self._stream._sock
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_sendall(sock, data)
+
+    async def recv(self, timeout: float | None) -> bytes:
+        stream = self._stream
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            frame = stream._buffered_frame()
+            if frame is not None:
+                stream_id, payload = frame
+                if stream_id == STDERR:
+                    stream._note_stderr(payload)
+                elif payload:
+                    return payload
+                continue
+            if stream._ended or stream._closed:
+                return b""
+            await _readable(loop, stream._sock, deadline)
+            stream._read_available()
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket, deadline: float | None) -> None:
+    """Wait until ``sock`` has something to read (or its end); TimeoutError at ``deadline`` (the loop's clock)."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    def expire() -> None:
+        if not ready.done():
+            ready.set_exception(TimeoutError("no answer from the sandbox in time"))
+
+    fd = sock.fileno()
+    loop.add_reader(fd, wake)
+    timer = None if deadline is None else loop.call_at(deadline, expire)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+        if timer is not None:
+            timer.cancel()
