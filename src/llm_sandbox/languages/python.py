@@ -29,19 +29,20 @@ IMAGE_RECIPE = r"""# llm-sandbox python image: Python 3, venv and pip, and the p
 # The builder passes BASE_IMAGE (the base tag under the chosen engine). Everything Python needs is already in
 # the base (every language image carries it, because the library runs a small Python helper in each sandbox):
 # python3, python3-venv, python3-pip, the root-owned venv /opt/venv first on PATH, /sandbox and the code's library
-# prefix /opt/llm-sandbox/user. Plots (matplotlib, seaborn, plotly) and interactive sessions (IPython) come from
-# Debian's packages, so no package index is needed; the venv sees them through its system site-packages.
+# prefix /opt/llm-sandbox/user. Plots (matplotlib, seaborn, plotly), interactive sessions (IPython) and the data
+# libraries code written for other sandboxes assumes (numpy, pandas) come from Debian's packages, so no package
+# index is needed; the venv sees them through its system site-packages.
 ARG BASE_IMAGE=llm-sandbox/base:bookworm
 FROM ${BASE_IMAGE}
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3-matplotlib python3-seaborn python3-plotly \
-        python3-ipython fonts-dejavu-core \
+        python3-ipython fonts-dejavu-core python3-numpy python3-pandas \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* \
     && sed -i 's/^include-system-site-packages = false$/include-system-site-packages = true/' /opt/venv/pyvenv.cfg \
     && python3 --version && /opt/venv/bin/python -m pip --version \
-    && /opt/venv/bin/python -c "import matplotlib, seaborn, plotly, IPython"
+    && /opt/venv/bin/python -c "import matplotlib, seaborn, plotly, IPython, numpy, pandas"
 """
 LANGUAGE = Language(
     name="python",
