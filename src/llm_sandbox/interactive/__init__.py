@@ -7,5 +7,6 @@ sandbox, are in ``programs/``). A cell's figures are decoded by the artifact cap
 
 from llm_sandbox.interactive.kernel_types import KernelType
 from llm_sandbox.interactive.session import CellResult, InteractiveSandboxSession
+from llm_sandbox.interactive.settings import InteractiveSettings
 
-__all__ = ["CellResult", "InteractiveSandboxSession", "KernelType"]
+__all__ = ["CellResult", "InteractiveSandboxSession", "InteractiveSettings", "KernelType"]

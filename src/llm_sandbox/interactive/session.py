@@ -35,6 +35,7 @@ from llm_sandbox.errors import (
 from llm_sandbox.interactive.kernel import INTERRUPT_GRACE_S, Kernel
 from llm_sandbox.interactive.kernel_types import KERNELS, KernelType
 from llm_sandbox.interactive.pip_lines import leading_pip_installs
+from llm_sandbox.interactive.settings import InteractiveSettings
 from llm_sandbox.link import OutputCallback
 from llm_sandbox.sandbox import Sandbox
 from llm_sandbox.session import SandboxSession
@@ -61,7 +62,8 @@ class InteractiveSandboxSession(SandboxSession):
     ``kernel_type``: ``KernelType.IPYTHON`` (default) or ``KernelType.PLAIN`` (Python's plain interpreter
     semantics even where IPython is installed); ``max_memory``: the sandbox's memory limit (``"1GB"``, ``"512m"``;
     default: the library's own limit); ``history_size``: how many cell values IPython keeps (``Out``); ``timeout``:
-    each cell's time limit (default: the session's ``execution_timeout`` / ``default_timeout``). Every other option
+    each cell's time limit (default: the session's ``execution_timeout`` / ``default_timeout``);
+    ``interactive_settings``: these four as one :class:`InteractiveSettings` (it wins over them). Every other option
     is ``SandboxSession``'s::
 
         with InteractiveSandboxSession(lang="python") as session:
@@ -77,8 +79,16 @@ class InteractiveSandboxSession(SandboxSession):
         max_memory: str | int | None = None,
         history_size: int = 1000,
         timeout: Timeout = UNSET,
+        interactive_settings: InteractiveSettings | None = None,
         **options: Any,
     ) -> None:
+        if interactive_settings is not None:  # the reference's way to give the four settings at once
+            if not isinstance(interactive_settings, InteractiveSettings):
+                raise ValidationError(f"interactive_settings must be InteractiveSettings, not {interactive_settings!r}")
+            kernel_type = interactive_settings.kernel_type
+            max_memory = interactive_settings.max_memory
+            history_size = interactive_settings.history_size
+            timeout = interactive_settings.timeout
         name = lang.lower() if isinstance(lang, str) else str(lang)
         if name not in KERNELS:
             raise LanguageNotSupportedError(
