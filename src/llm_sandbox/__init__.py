@@ -4,6 +4,7 @@ Importing the package loads no engine SDK; the Docker, Podman and Kubernetes cli
 """
 
 from llm_sandbox._version import __version__
+from llm_sandbox.aio import AsyncArtifactSandboxSession, AsyncSandboxSession
 from llm_sandbox.artifacts import ArtifactSandboxSession
 from llm_sandbox.const import SandboxBackend, SupportedLanguage
 from llm_sandbox.data import ConsoleOutput, ExecutionResult, FileType, OutputFile, PlotOutput
@@ -43,6 +44,8 @@ from llm_sandbox.session import SandboxSession
 
 __all__ = [
     "ArtifactSandboxSession",
+    "AsyncArtifactSandboxSession",
+    "AsyncSandboxSession",
     "CommandEmptyError",
     "ConsoleOutput",
     "ContainerError",

@@ -239,14 +239,10 @@ class SandboxSession:
     ) -> ExecutionResult:
         """``run``, with a capture that shapes the run's request and reads what else its reply brought (the
         artifacts of ``llm_sandbox.artifacts``): the same policy, installs and limits, still one request."""
-        sandbox = self._require_sandbox()
-        if not isinstance(code, str):
-            raise ArgumentTypeError(f"code must be a string, not {type(code).__name__}")
-        self._enforce_policy(code)
+        sandbox, limit = self.prepare_run(code, timeout)
         if libraries:
             self.install(list(libraries))
         policy = self.options.run
-        limit = policy.run_timeout if timeout is UNSET else timeout
         runner = sandbox.runner
         if capture is None:
             output = runner.run_code(code, policy, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr)
@@ -254,6 +250,16 @@ class SandboxSession:
         request = capture.request(runner, code, policy, limit)
         reply = runner.execute(request, policy, on_stdout=on_stdout, on_stderr=on_stderr)
         return capture.result(outcome(reply, limit), reply)
+
+    def prepare_run(self, code: str, timeout: Timeout = UNSET) -> tuple[Sandbox, float | None]:
+        """What a run checks before its installs and its request: the open sandbox (a dead one the session created
+        is replaced), the code's type and the security policy; with the run's time limit. (``AsyncSandboxSession``
+        sends the request itself.)"""
+        sandbox = self._require_sandbox()
+        if not isinstance(code, str):
+            raise ArgumentTypeError(f"code must be a string, not {type(code).__name__}")
+        self._enforce_policy(code)
+        return sandbox, self.options.run.run_timeout if timeout is UNSET else timeout
 
     def execute_command(
         self,
@@ -264,22 +270,20 @@ class SandboxSession:
         timeout: Timeout = UNSET,
     ) -> ConsoleOutput:
         """Run a shell command (a string, through ``/bin/sh -c``) or an argv list (no shell)."""
-        sandbox = self._require_sandbox()
-        if isinstance(command, str):
-            if not command.strip():
-                raise CommandEmptyError("the command is empty: pass a shell command string or a non-empty argv list")
-            argv = ["/bin/sh", "-c", command]
-        else:
-            argv = [str(part) for part in command]
-            if not argv:
-                raise CommandEmptyError("the command is empty: pass a shell command string or a non-empty argv list")
-        if any("\0" in part for part in argv):
-            raise ValidationError("the command contains a NUL character, which no process argument can hold")
+        sandbox, argv, limit = self.prepare_command(command, timeout)
         policy = self.options.run
-        limit = policy.default_timeout if timeout is UNSET else timeout
         return sandbox.runner.run_argv(
             argv, policy, cwd=workdir, timeout=limit, on_stdout=on_stdout, on_stderr=on_stderr
         )
+
+    def prepare_command(
+        self, command: str | Sequence[str], timeout: Timeout = UNSET
+    ) -> tuple[Sandbox, list[str], float | None]:
+        """What a command checks before its request: the open sandbox, the command's argv (``command_argv``) and
+        its time limit."""
+        argv = command_argv(command)
+        sandbox = self._require_sandbox()
+        return sandbox, argv, self.options.run.default_timeout if timeout is UNSET else timeout
 
     def execute_commands(self, commands: Sequence[str | Sequence[str]], workdir: str | None = None) -> ConsoleOutput:
         """Run commands in order; stop at the first that fails and return its output (else the last one's)."""
@@ -323,6 +327,21 @@ class SandboxSession:
         if not safe:
             described = "; ".join(f"{item.description} ({item.severity.name})" for item in violations)
             raise SecurityViolationError(f"the code breaks the security policy: {described}", violations)
+
+
+def command_argv(command: str | Sequence[str]) -> list[str]:
+    """The argv of a command: a string runs through ``/bin/sh -c``, a list as it is (no shell)."""
+    if isinstance(command, str):
+        if not command.strip():
+            raise CommandEmptyError("the command is empty: pass a shell command string or a non-empty argv list")
+        argv = ["/bin/sh", "-c", command]
+    else:
+        argv = [str(part) for part in command]
+        if not argv:
+            raise CommandEmptyError("the command is empty: pass a shell command string or a non-empty argv list")
+    if any("\0" in part for part in argv):
+        raise ValidationError("the command contains a NUL character, which no process argument can hold")
+    return argv
 
 
 # The options SandboxSession takes, read from its signature (for "did you mean" hints): one list, not two.

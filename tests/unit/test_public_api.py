@@ -11,6 +11,8 @@ from llm_sandbox import errors
 
 PUBLIC = {
     "ArtifactSandboxSession",
+    "AsyncArtifactSandboxSession",
+    "AsyncSandboxSession",
     "CommandEmptyError",
     "ConsoleOutput",
     "ContainerError",
