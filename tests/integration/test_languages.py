@@ -77,7 +77,12 @@ CASES = {
             'main.py", line 3',
             'import subprocess\nsubprocess.Popen(["sleep", "1000"])\nprint("started", flush=True)\n'
             "while True:\n    pass",
-            Library(["six==1.16.0"], "import six\nprint(six.__version__)", "1.16.0\n"),
+            # Not six: the image has it (a dependency of Debian's plotly). Not in the image, pure Python, on PyPI.
+            Library(
+                ["termcolor==2.4.0"],
+                "import importlib.metadata, termcolor\nprint(importlib.metadata.version('termcolor'))",
+                "2.4.0\n",
+            ),
             ("llm-sandbox-no-such-package-0a1b2c", "No matching distribution"),
         ),
         Case(
