@@ -217,6 +217,21 @@ def test_fail_fast_refuses_when_every_sandbox_is_busy(backend: Harness) -> None:
         SandboxSession(pool=pool).open()
 
 
+def test_fail_fast_waits_for_sandboxes_being_made_or_reset_and_refuses_only_when_all_are_in_use(
+    backend: Harness,
+) -> None:
+    # The reference's own example: acquire at once after creating a pre-warming pool, give it back, take both.
+    config = {"max_pool_size": 2, "min_pool_size": 2, "enable_prewarming": True, "exhaustion_strategy": "fail_fast"}
+    with pool_of(backend, **config) as pool:
+        first = pool.acquire()  # the pre-warmed sandboxes are still being made: not in use, so not exhausted
+        pool.release(first)
+        held = [pool.acquire(), pool.acquire()]  # one of them is the one still being reset
+        with pytest.raises(PoolExhaustedError, match="max_pool_size"):
+            pool.acquire()
+        for container in held:
+            pool.release(container)
+
+
 def test_wait_times_out_or_gets_the_sandbox_given_back(backend: Harness) -> None:
     with pool_of(backend, max_pool_size=1, acquisition_timeout=1.0) as pool:
         holder = SandboxSession(pool=pool).open()

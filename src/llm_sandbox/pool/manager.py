@@ -141,11 +141,13 @@ class ContainerPoolManager:
                     self._members.discard(evicted)
                     break
                 strategy = self.config.exhaustion_strategy
-                if strategy is ExhaustionStrategy.FAIL_FAST:
+                if strategy is ExhaustionStrategy.FAIL_FAST and not self._coming():
                     raise PoolExhaustedError(self.config.max_pool_size)
                 if strategy is ExhaustionStrategy.TEMPORARY:
                     temporary = True
                     break
+                # WAIT, or FAIL_FAST while a sandbox is still being made or reset: it is not in use, so the pool is
+                # not exhausted (the reference's FAIL_FAST fails only when every sandbox is someone's).
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise PoolExhaustedError(self.config.max_pool_size, timeout)
@@ -158,6 +160,10 @@ class ContainerPoolManager:
         if evicted is not None:  # another library set's idle sandbox makes room for this one
             self._in_background(self._remove, evicted)
         return self._make_for_user(key, temporary)
+
+    def _coming(self) -> bool:
+        """Whether a sandbox that is no user's will soon be free: one being made, pre-warmed or reset."""
+        return self._reserved > 0 or any(member.state is not ContainerState.BUSY for member in self._members)
 
     def release(self, container: PooledContainer) -> None:
         """Take a sandbox back: it is made fresh (or replaced) in the background, then handed out again."""
@@ -273,6 +279,7 @@ class ContainerPoolManager:
         with self._cond:
             if not temporary:
                 self._reserved -= 1
+                self._cond.notify_all()  # a FAIL_FAST caller may be waiting only because this one was being made
             if self._closed:
                 closed = True
             else:
