@@ -6,8 +6,9 @@ Importing the package loads no engine SDK; the Docker, Podman and Kubernetes cli
 from llm_sandbox._version import __version__
 from llm_sandbox.aio import AsyncArtifactSandboxSession, AsyncSandboxSession
 from llm_sandbox.artifacts import ArtifactSandboxSession
+from llm_sandbox.compat import DefaultImage, SessionConfig, create_session
 from llm_sandbox.const import SandboxBackend, SupportedLanguage
-from llm_sandbox.data import ConsoleOutput, ExecutionResult, FileType, OutputFile, PlotOutput
+from llm_sandbox.data import ConsoleOutput, ExecutionResult, FileType, OutputFile, PlotOutput, StreamCallback
 from llm_sandbox.errors import (
     CommandEmptyError,
     ContainerError,
@@ -38,7 +39,7 @@ from llm_sandbox.errors import (
     UnsupportedBackendError,
     ValidationError,
 )
-from llm_sandbox.interactive import InteractiveSandboxSession, KernelType
+from llm_sandbox.interactive import InteractiveSandboxSession, InteractiveSettings, KernelType
 from llm_sandbox.security import RestrictedModule, SecurityIssueSeverity, SecurityPattern, SecurityPolicy
 from llm_sandbox.session import SandboxSession
 
@@ -49,6 +50,7 @@ __all__ = [
     "CommandEmptyError",
     "ConsoleOutput",
     "ContainerError",
+    "DefaultImage",
     "DiskLimitError",
     "ExecutionResult",
     "FileTooLargeError",
@@ -58,6 +60,7 @@ __all__ = [
     "ImageNotFoundError",
     "ImagePullError",
     "InteractiveSandboxSession",
+    "InteractiveSettings",
     "InvalidLibraryNameError",
     "KernelType",
     "LanguageNotSupportPlotError",
@@ -83,10 +86,13 @@ __all__ = [
     "SecurityPattern",
     "SecurityPolicy",
     "SecurityViolationError",
+    "SessionConfig",
+    "StreamCallback",
     "SupportedLanguage",
     "UnknownOptionError",
     "UnsafeArchiveError",
     "UnsupportedBackendError",
     "ValidationError",
     "__version__",
+    "create_session",
 ]

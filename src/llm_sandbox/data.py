@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
+
+StreamCallback = Callable[[str], None]
+"""What ``on_stdout`` / ``on_stderr`` are called with: each piece of output, decoded, as it arrives."""
 
 
 class FileType(str, Enum):
@@ -28,6 +32,16 @@ class FileType(str, Enum):
     JSON = "json"
     TXT = "txt"
     HTML = "html"
+
+
+@dataclass(frozen=True)
+class ContainerRef:
+    """The container (or, on Kubernetes, the pod) an open session uses: ``id`` is its engine id (the pod's name)."""
+
+    id: str
+
+    def __str__(self) -> str:
+        return self.id
 
 
 @dataclass(frozen=True)

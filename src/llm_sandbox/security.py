@@ -311,3 +311,13 @@ def get_security_policy(name: str) -> SecurityPolicy:
         patterns=[entry for entry in entries if isinstance(entry, SecurityPattern)],
         restricted_modules=[entry for entry in entries if isinstance(entry, RestrictedModule)],
     )
+
+
+def __getattr__(name: str) -> object:
+    # The reference keeps its library-name checks in its security package; ours are the languages' own, named in
+    # llm_sandbox.compat, which imports the session (and, through it, this module): they are read on first use.
+    if name in ("PACKAGE_NAME_PATTERNS", "validate_package_name"):
+        from llm_sandbox import compat
+
+        return getattr(compat, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ from llm_sandbox.config import (
 from llm_sandbox.console_logging import enable_console_logging
 from llm_sandbox.const import SandboxBackend
 from llm_sandbox.copying import copy_from_runtime, copy_to_runtime
-from llm_sandbox.data import ConsoleOutput, ExecutionResult
+from llm_sandbox.data import ConsoleOutput, ContainerRef, ExecutionResult
 from llm_sandbox.errors import (
     ArgumentTypeError,
     CommandEmptyError,
@@ -153,6 +153,13 @@ class SandboxSession:
     @property
     def container_id(self) -> str | None:
         return None if self._sandbox is None else self._sandbox.container_id
+
+    @property
+    def container(self) -> ContainerRef | None:
+        """The container the open session uses (``.id``), as the reference's ``session.container``; None when
+        closed."""
+        container_id = self.container_id
+        return None if container_id is None else ContainerRef(container_id)
 
     def open(self) -> SandboxSession:
         """Take a sandbox from the provider (created or attached, helper started); on failure nothing is left."""
@@ -309,7 +316,7 @@ class SandboxSession:
         copy_to_runtime(self._require_sandbox(), src, dest)
 
     def copy_from_runtime(self, src: str, dest: str) -> None:
-        """Copy a file or directory out of the sandbox to the local path ``dest`` (a directory's contents)."""
+        """Copy a file out of the sandbox to the local path ``dest``, or a directory to ``dest/<its name>/``."""
         copy_from_runtime(self._require_sandbox(), src, dest, self.options.run.copy_limit)
 
     # Security ----------------------------------------------------------------------------------------------
@@ -342,6 +349,25 @@ def command_argv(command: str | Sequence[str]) -> list[str]:
     if any("\0" in part for part in argv):
         raise ValidationError("the command contains a NUL character, which no process argument can hold")
     return argv
+
+
+# The reference's session module also names its factory, its other sessions and its pool's classes; ours live in
+# llm_sandbox.compat and the capability packages, which build on this module: they are read on first use.
+_REFERENCE_NAMES_ELSEWHERE = {
+    "create_session": "llm_sandbox.compat",
+    "ArtifactSandboxSession": "llm_sandbox.artifacts",
+    "InteractiveSandboxSession": "llm_sandbox.interactive",
+    "ContainerPoolManager": "llm_sandbox.pool",
+    "PooledSandboxSession": "llm_sandbox.pool",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _REFERENCE_NAMES_ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_REFERENCE_NAMES_ELSEWHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # The options SandboxSession takes, read from its signature (for "did you mean" hints): one list, not two.

@@ -10,6 +10,7 @@
             print(session.run("print(1 + 1)").stdout)
 """
 
+from llm_sandbox.compat import ArtifactPooledSandboxSession
 from llm_sandbox.errors import PoolClosedError, PoolExhaustedError, PoolHealthCheckError
 from llm_sandbox.pool.config import ExhaustionStrategy, PoolConfig
 from llm_sandbox.pool.factory import create_pool_manager
@@ -17,6 +18,7 @@ from llm_sandbox.pool.manager import ContainerPoolManager, ContainerState, Poole
 from llm_sandbox.pool.session import PooledSandboxSession
 
 __all__ = [
+    "ArtifactPooledSandboxSession",
     "ContainerPoolManager",
     "ContainerState",
     "ExhaustionStrategy",
