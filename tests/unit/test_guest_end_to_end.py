@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,9 +26,9 @@ import pytest
 
 from llm_sandbox.errors import OutputDecodingError
 from llm_sandbox.guest import BOOTSTRAP, agent_payload
-from llm_sandbox.guest.protocol import Ended, Field
+from llm_sandbox.guest.protocol import FRAME_HEADER, Ended, Field, Frame
 from llm_sandbox.guest.warm import WARM_IMPORTS
-from llm_sandbox.link import GuestLink, OutputCallback, Reply
+from llm_sandbox.link import FinalReply, GuestLink, OutputCallback, Reply
 from llm_sandbox.messages import (
     CloseReply,
     CloseRequest,
@@ -707,3 +708,78 @@ def test_kill_all_in_a_pid_namespace_spares_the_guest_and_its_long_lived_childre
     finally:
         started.stop()
     assert started.process.returncode == 0
+
+
+# Cancelling a run in flight (Frame.CANCEL): the run's whole tree is killed, the reply still comes, and the link
+# stays in step.
+
+# Leaves a detached grandchild (its pid in a file), says so, then waits.
+CANCELLED_RUN = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+    "open(sys.argv[1], 'w').write(str(child.pid))\n"
+    "print('started', flush=True)\n"
+    "time.sleep(300)\n"
+)
+
+
+def cancellable_request(guest: Guest, argv: list[str]) -> ExecRequest:
+    return ExecRequest(argv=tuple(argv), cwd=str(guest.workdir), env={}, timeout=60, output_limit=1 << 20)
+
+
+def test_a_cancel_from_another_thread_kills_the_runs_tree_and_its_reply_still_comes(
+    guest: Guest, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "grandchild"
+    started = threading.Event()
+    cancelled: list[bool] = []
+
+    def cancel_once_started() -> None:
+        started.wait(30)
+        cancelled.append(guest.link.cancel())
+
+    canceller = threading.Thread(target=cancel_once_started)
+    canceller.start()
+    began = time.monotonic()
+    request = cancellable_request(guest, [PYTHON, "-c", CANCELLED_RUN, str(pid_file)])
+    reply = ExecReply.from_reply(
+        guest.link.request(request, timeout=60, on_stdout=lambda text: started.set() if "started" in text else None)
+    )
+    canceller.join()
+    assert cancelled == [True]
+    assert reply.cancelled and not reply.timed_out
+    assert reply.exit_code == 128 + 9 and reply.stdout == "started\n"
+    assert time.monotonic() - began < 20
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while state_of(grandchild) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state_of(grandchild) in (None, "Z")
+    # Nothing is in flight now: there is nothing to cancel, and the link serves the next request.
+    assert not guest.link.cancel()
+    assert guest.link.request(PingRequest(), timeout=10).error is None
+
+
+def test_a_cancel_sent_with_its_request_is_seen(guest: Guest, tmp_path: Path) -> None:
+    """The cancel comes in the same write as the request: the guest finds it in its reader's buffer, not on the
+    pipe, and still stops the run at once."""
+    request = cancellable_request(guest, [PYTHON, "-c", CANCELLED_RUN, str(tmp_path / "pid")])
+    with guest.link.borrowed() as (protocol, pipe):  # the link's own protocol and stream, driven by hand
+        began = time.monotonic()
+        pipe.send(protocol.encode_request(request.to_message()) + protocol.cancel_frame())
+        final = None
+        while final is None:
+            final = next((event for event in protocol.feed(pipe.recv(20)) if isinstance(event, FinalReply)), None)
+    assert final.fields["cancelled"] is True
+    assert time.monotonic() - began < 10
+    assert guest.link.request(PingRequest(), timeout=10).error is None
+
+
+def test_a_cancel_that_crosses_the_reply_is_skipped(guest: Guest) -> None:
+    reply = guest.run([PYTHON, "-c", "print('done')"])
+    assert reply.stdout == "done\n" and not reply.cancelled
+    stdin = guest.process.stdin
+    assert stdin is not None
+    stdin.write(FRAME_HEADER.pack(Frame.CANCEL, 0))  # as if the host's cancel left just as the reply came
+    stdin.flush()
+    assert guest.run([PYTHON, "-c", "print('next')"]).stdout == "next\n"
