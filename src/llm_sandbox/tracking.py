@@ -1,6 +1,9 @@
 """Open sessions, closed at interpreter exit so that nothing a session created outlives the process unnoticed.
 
-(A container also ends by itself when its ``session_timeout`` passes, even if the host process is gone.)
+An open session is held here until it is closed, so a session the caller stops referring to keeps its container
+until the process exits (as the reference implementation's does: its examples open a session in a function and
+attach to its container by id afterwards). (A container also ends by itself when its ``session_timeout`` passes, or
+once the host process is gone.)
 """
 
 from __future__ import annotations
@@ -8,7 +11,6 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import weakref
 from typing import Protocol
 
 logger = logging.getLogger(__name__)
@@ -20,7 +22,7 @@ class Closable(Protocol):
     def close(self) -> None: ...
 
 
-_open: weakref.WeakSet[Closable] = weakref.WeakSet()
+_open: set[Closable] = set()
 _lock = threading.Lock()
 
 

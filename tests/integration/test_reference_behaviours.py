@@ -3,8 +3,10 @@ behaves here as it does there (docs/reference-compatibility.md lists the deliber
 
 from __future__ import annotations
 
+import gc
 import importlib
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from harness import MANAGED_LABEL, Harness
 from llm_sandbox import (
     InteractiveSandboxSession,
     RestrictedModule,
+    SandboxSession,
     SecurityIssueSeverity,
     SecurityPolicy,
 )
@@ -110,3 +113,24 @@ def test_interactive_settings_apply_to_the_session(backend: Harness) -> None:
             session.run("while True: pass")  # no timeout of its own: the settings' 2 s stop it
         assert time.monotonic() - started < 15  # not the session's default of 60 s
         assert session.run("print(kept + 1)").stdout == "42\n"
+
+
+def test_an_open_session_no_longer_referred_to_keeps_its_container(backend: Harness, engine_client: Any) -> None:
+    # As the reference's existing_container_demo does: open a session in a function, keep only the container's id,
+    # attach to it by id later. The container lives until the session is closed, or the process exits.
+    def open_and_forget() -> tuple[str, weakref.ref[SandboxSession]]:
+        session = backend.session(lang="python").open()
+        session.run("open('/sandbox/data.txt', 'w').write('kept')")
+        assert session.container is not None
+        return session.container.id, weakref.ref(session)
+
+    container_id, reference = open_and_forget()
+    gc.collect()
+    forgotten = reference()
+    assert forgotten is not None and forgotten.is_open
+    try:
+        assert engine_client.containers.get(container_id).status == "running"
+        with backend.session(lang="python", container_id=container_id) as attached:
+            assert attached.run("print(open('/sandbox/data.txt').read())").stdout == "kept\n"
+    finally:
+        forgotten.close()
