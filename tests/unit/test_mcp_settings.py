@@ -1,11 +1,12 @@
-"""The MCP server's configuration and exposure rules, without an engine: the reference's environment variables,
-the network names, who may listen where, and paths in a session's sandbox."""
+"""The MCP server's configuration and rules, without an engine: the reference's environment variables,
+the network names, who may listen where, paths in a session's sandbox, and which runs get the figure capture."""
 
 from __future__ import annotations
 
 import pytest
 
 from llm_sandbox.errors import ValidationError
+from llm_sandbox.mcp.executor import may_draw
 from llm_sandbox.mcp.http import check_exposure, is_loopback
 from llm_sandbox.mcp.sessions import sandbox_path
 from llm_sandbox.mcp.settings import ServerSettings, network_from, runtime_configs_from
@@ -101,3 +102,12 @@ def test_paths_in_a_session_are_under_the_workdir_unless_absolute() -> None:
     for bad in ("", "   ", "/", "../..", "a\0b"):
         with pytest.raises(ValidationError):
             sandbox_path(bad)
+
+
+def test_only_code_that_could_draw_is_run_with_the_figure_capture() -> None:
+    assert not may_draw("python", "print(sum(range(10)))")
+    assert may_draw("python", "import matplotlib.pyplot as plt")
+    assert may_draw("python", "import pandas as pd\npd.Series([1, 2]).plot()")
+    assert may_draw("python", "import seaborn as sns")
+    assert may_draw("r", "x <- c(1, 2)")  # R's base functions draw without naming a library
+    assert not may_draw("javascript", "plot()")
