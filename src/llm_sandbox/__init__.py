@@ -4,7 +4,7 @@ Importing the package loads no engine SDK; the Docker, Podman and Kubernetes cli
 """
 
 from llm_sandbox._version import __version__
-from llm_sandbox.aio import AsyncArtifactSandboxSession, AsyncSandboxSession
+from llm_sandbox.aio import AsyncArtifactSandboxSession, AsyncInteractiveSandboxSession, AsyncSandboxSession
 from llm_sandbox.artifacts import ArtifactSandboxSession
 from llm_sandbox.compat import DefaultImage, SessionConfig, create_session
 from llm_sandbox.const import SandboxBackend, SupportedLanguage
@@ -46,6 +46,7 @@ from llm_sandbox.session import SandboxSession
 __all__ = [
     "ArtifactSandboxSession",
     "AsyncArtifactSandboxSession",
+    "AsyncInteractiveSandboxSession",
     "AsyncSandboxSession",
     "CommandEmptyError",
     "ConsoleOutput",

@@ -12,7 +12,7 @@ import pytest
 
 from harness import Harness
 from llm_sandbox import AsyncSandboxSession, NotOpenSessionError, SandboxTimeoutError
-from llm_sandbox.aio import StreamEvent
+from llm_sandbox.aio import AsyncInteractiveSandboxSession, StreamEvent
 
 # A run that leaves a detached grandchild behind and then waits: cancelling it must end both.
 LINGERING = (
@@ -148,5 +148,30 @@ def test_sixteen_sessions_run_at_once_from_one_loop(backend: Harness) -> None:
         # One after the other they would take 32 s; at once, a little over 2.
         assert elapsed < count * 2 / 4, elapsed
         assert threads_during - threads_before == set()
+
+    asyncio.run(scenario())
+
+
+def test_an_interactive_cell_cancelled_is_interrupted_and_the_state_kept(backend: Harness) -> None:
+    async def scenario() -> None:
+        options = {**backend.session_defaults, "lang": "python"}
+        async with AsyncInteractiveSandboxSession(**options) as session:
+            await session.run("answer = 41")
+            loop = asyncio.get_running_loop()
+            started = asyncio.Event()
+
+            def on_stdout(text: str) -> None:  # called on the cell's worker thread
+                if "started" in text:
+                    loop.call_soon_threadsafe(started.set)
+
+            cell = "import time\nprint('started', flush=True)\ntime.sleep(300)"
+            task = asyncio.create_task(session.run(cell, on_stdout=on_stdout))
+            await asyncio.wait_for(started.wait(), 30)
+            began = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert time.monotonic() - began < 15
+            assert (await session.run("print(answer + 1)")).stdout == "42\n"
 
     asyncio.run(scenario())

@@ -12,6 +12,7 @@ from llm_sandbox import errors
 PUBLIC = {
     "ArtifactSandboxSession",
     "AsyncArtifactSandboxSession",
+    "AsyncInteractiveSandboxSession",
     "AsyncSandboxSession",
     "CommandEmptyError",
     "ConsoleOutput",

@@ -182,12 +182,17 @@ class AsyncSandboxSession:
         loop early cancels the run in the sandbox; a run that hits a limit raises as ``run`` does, after its
         output."""
         events: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
 
         def relay(kind: EventKind) -> OutputCallback:
-            return lambda text: events.put_nowait(StreamEvent(kind, text))
+            def put(text: str) -> None:
+                # Through the loop: a run on a worker thread (an interactive cell) calls back from that thread.
+                loop.call_soon_threadsafe(events.put_nowait, StreamEvent(kind, text))
+
+            return put
 
         running = asyncio.ensure_future(self.run(code, libraries, timeout, relay("stdout"), relay("stderr")))
-        running.add_done_callback(lambda _: events.put_nowait(None))
+        running.add_done_callback(lambda _: loop.call_soon(events.put_nowait, None))
         try:
             while (event := await events.get()) is not None:
                 yield event

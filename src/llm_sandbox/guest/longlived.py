@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         signal_all,
     )
     from llm_sandbox.guest.protocol import Ended, Field, Frame, Result, feed_reply
-    from llm_sandbox.guest.wire import IN, input_ended, send
+    from llm_sandbox.guest.wire import IN, input_ended, input_waiting, read_frame, send
 
 POLL_IDLE_S = 0.5
 STDIN_CHUNK = 65536
@@ -144,7 +144,8 @@ class LongLived:
         child's exit or ``timeout``; returns the feed's reply. With ``interrupt``, the time limit (or output past
         ``limit`` bytes on a stream) interrupts the child, which then gets ``grace`` seconds to show its marker.
         ``watch_input``: the end of the helper's input meanwhile ends the sandbox at once (its lease; the host
-        sends nothing while a request runs)."""
+        sends nothing while a request runs). The host's ``CANCEL`` ends the feed as its time limit would (with
+        ``interrupt``, the child is interrupted and keeps its state)."""
         child = self.child
         self.limit, self.sent, self.truncated = limit, {Frame.STDOUT: 0, Frame.STDERR: 0}, False
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -154,6 +155,11 @@ class LongLived:
         todo = data
         stdin_fd = child.stdin_fd
         exited_at: Optional[float] = None
+        # The host's input is read while the feed runs (its CANCEL, or its end); what came with the request sits in
+        # the reader's buffer, where polling the pipe would not see it.
+        watching, cancelled = True, False
+        if input_waiting():
+            watching, cancelled = host_input(watch_input)
         while True:
             if found and not todo and (not trailer or self.trailer_read()):
                 self.drain_stderr()
@@ -168,7 +174,10 @@ class LongLived:
                 if interrupted or not interrupt:
                     ended = Ended.TIMEOUT
                     break
-            if interrupt and not interrupted and (self.truncated or timed_out):
+            if cancelled and not interrupt:
+                ended = Ended.TIMEOUT
+                break
+            if interrupt and not interrupted and (self.truncated or timed_out or cancelled):
                 self.interrupt()
                 interrupted, todo = True, b""
                 deadline = time.monotonic() + grace
@@ -178,7 +187,7 @@ class LongLived:
                 poller.register(fd, select.POLLIN)
             if todo and stdin_fd is not None:
                 poller.register(stdin_fd, select.POLLOUT)
-            if watch_input:
+            if watching:
                 poller.register(IN.fileno(), select.POLLIN)
             wait = POLL_IDLE_S if self.open_fds or todo else 0.01
             if deadline is not None:
@@ -186,10 +195,9 @@ class LongLived:
             if exited_at is not None:
                 wait = min(wait, max(0.0, exited_at + DRAIN_GRACE_S - now))
             for fd, _event in poller.poll(int(wait * 1000)):
-                if watch_input and fd == IN.fileno():
-                    if input_ended():
-                        end_sandbox()
-                    watch_input = False
+                if watching and fd == IN.fileno():
+                    watching, cancel = host_input(watch_input)
+                    cancelled = cancelled or cancel
                 elif fd == stdin_fd:
                     try:
                         todo = todo[write_to_child(fd, todo[:STDIN_CHUNK]) :]
@@ -228,6 +236,17 @@ class LongLived:
                 del self.open_fds[fd]
                 break
             self.relay(Frame.STDERR, data)
+
+
+def host_input(lease: bool) -> Tuple[bool, bool]:
+    """Take what the host sent while a feed runs (it has something to read): (whether to keep watching the input,
+    whether it was a ``CANCEL``). The end of the input ends the sandbox under a ``lease``."""
+    if input_ended():
+        if lease:
+            end_sandbox()
+        return False, False
+    frame = read_frame()
+    return frame is not None, frame is not None and frame[0] == Frame.CANCEL
 
 
 def serve_feed(item: LongLived, request: Dict[str, Any], watch_input: bool, as_code: ActingAsCode) -> Dict[str, Any]:
