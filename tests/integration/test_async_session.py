@@ -175,3 +175,16 @@ def test_an_interactive_cell_cancelled_is_interrupted_and_the_state_kept(backend
             assert (await session.run("print(answer + 1)")).stdout == "42\n"
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_open_leaves_nothing_open(backend: Harness) -> None:
+    async def scenario() -> None:
+        session = session_on(backend)
+        opening = asyncio.create_task(session.open())
+        await asyncio.sleep(0.05)  # the engine is making the sandbox now
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        assert not session.is_open  # and the run's leak check finds no container of it
+
+    asyncio.run(scenario())

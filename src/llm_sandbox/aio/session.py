@@ -75,8 +75,12 @@ class AsyncSandboxSession:
         return self.session.container_id
 
     async def open(self) -> AsyncSandboxSession:
-        """Create (or attach to) the sandbox, on a worker thread; on failure nothing is left."""
-        await self._in_thread(self.session.open)
+        """Create (or attach to) the sandbox, on a worker thread; on failure, or when cancelled, nothing is left."""
+        try:
+            await self._in_thread(self.session.open)
+        except asyncio.CancelledError:
+            await finish(asyncio.to_thread(self.session.close))  # the open went through: undo it
+            raise
         return self
 
     async def close(self) -> None:
