@@ -34,14 +34,16 @@ class FileType(str, Enum):
     HTML = "html"
 
 
-@dataclass(frozen=True)
-class ContainerRef:
-    """The container (or, on Kubernetes, the pod) an open session uses: ``id`` is its engine id (the pod's name)."""
+class ContainerRef(str):
+    """The container (or, on Kubernetes, the pod) an open session uses: its engine id (the pod's name), also as
+    ``.id``. It is a string because the reference's ``session.container`` is one on Kubernetes (the pod's name,
+    passed on as ``container_id=``) and an object with ``.id`` elsewhere: this is both."""
 
-    id: str
+    __slots__ = ()
 
-    def __str__(self) -> str:
-        return self.id
+    @property
+    def id(self) -> str:
+        return str.__str__(self)
 
 
 @dataclass(frozen=True)

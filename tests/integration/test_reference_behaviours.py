@@ -56,7 +56,7 @@ def test_session_container_is_the_engines_container(backend: Harness, engine_cli
         assert session.container is not None
         container = engine_client.containers.get(session.container.id)
         assert MANAGED_LABEL in (container.labels or {})
-        assert str(session.container) == session.container.id == session.container_id
+        assert session.container == session.container.id == session.container_id  # a string too, as on Kubernetes
     assert session.container is None
 
 
