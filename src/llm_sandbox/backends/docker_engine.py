@@ -85,7 +85,7 @@ class DockerBackend(OciBackend):
     def _image_files(self, probe_id: str, image: str, place: str, limit: int) -> bytes | None:
         """The tar of the image's files at ``place`` (None: the image has nothing there)."""
         try:
-            with self._errors(f"reading {place} of the image"):
+            with self._errors(f"reading {place} of the image", missing=SandboxFileNotFoundError):
                 chunks, _stat = self.client.api.get_archive(probe_id, place, chunk_size=ARCHIVE_CHUNK)
         except SandboxFileNotFoundError:
             return None
