@@ -424,6 +424,11 @@ class GuestRunner:
         temporary folder and ``folders``; check that nothing in ``keep`` changed after ``since`` (the guest's
         clock: a previous reply's ``now``); ``warm``: ready a fresh waiting interpreter afterwards. The helper does
         it: it survives the kill, and it never follows a link the code planted."""
+        if not self._sandbox.capabilities.own_uid:
+            # The folders beyond the workdir and TMPDIR are absolute paths: they are the sandbox's own only where the
+            # sandbox has a filesystem (and the uid) to itself. Elsewhere (the engine-free local backend runs on the
+            # host) they are the host's, and what the caller's uid owns there is not the code's to remove.
+            folders, keep = (), ()
         request = ResetRequest(self.workdir, tuple(folders), tuple(keep), since, warm)
         try:
             reply = self._typed_request(request, _fields_of(ResetReply.from_fields), timeout=RESET_TIMEOUT_S)

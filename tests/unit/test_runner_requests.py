@@ -110,3 +110,17 @@ def test_reset_ends_every_process_and_wipes_the_workdir_and_tmp(opened: tuple[Sa
     assert os.listdir(workdir) == []
     assert os.listdir(tmp) == []
     assert session.run("print('after the reset')").stdout == "after the reset\n"
+
+
+def test_reset_on_the_host_never_touches_the_hosts_own_folders(opened: tuple[SandboxSession, Path, Path]) -> None:
+    # The local backend's helper runs on the host: /var/tmp and /run/lock there are the host's, and what this
+    # process's uid owns in them must survive a reset (it once did not: build folders of the engines went).
+    session, _workdir, _tmp = opened
+    marker = Path("/var/tmp") / f"llm-sandbox-host-marker-{os.getpid()}"
+    marker.write_text("the host's")
+    try:
+        assert session.sandbox is not None
+        session.sandbox.reset()
+        assert marker.read_text() == "the host's"
+    finally:
+        marker.unlink(missing_ok=True)
