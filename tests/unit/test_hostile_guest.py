@@ -531,6 +531,7 @@ OPTIONAL_INT = "optional int"
 NUMBER = "number"
 BOOL = "bool"
 STR = "str"
+OPTIONAL_STR = "optional str"
 STRINGS = "list of strings"
 ENDED = "an Ended value"
 
@@ -540,6 +541,7 @@ WRONG: dict[str, list[Any]] = {
     NUMBER: [None, True, "1.5", [], {}, [1.5]],
     BOOL: [None, 0, 1, "true", [], {}, [True]],
     STR: [None, 1, True, 1.5, [], {}, ["a"]],
+    OPTIONAL_STR: [1, True, 1.5, [], {}, ["a"]],
     STRINGS: [None, "a", 1, True, {}, [1], [None], [["a"]], {"a": "b"}],
     ENDED: [None, 1, True, [], "marker ", "MARKER", "killed"],
 }
@@ -597,7 +599,21 @@ REPLY_TYPES: list[tuple[Callable[[Mapping[str, Any]], Any], Any, dict[str, str]]
         {Result.LEFT: STRINGS, Result.CHANGED: STRINGS, Result.NOW: NUMBER},
     ),
     (SpawnReply.from_fields, SpawnReply(handle=1, pid=42), {Result.HANDLE: INT, Result.PID: INT}),
-    (FeedReply.from_fields, FeedReply(Ended.EXITED, 0), {Result.ENDED: ENDED, Result.EXIT_CODE: OPTIONAL_INT}),
+    (
+        FeedReply.from_fields,
+        FeedReply(
+            Ended.MARKER, None, trailer="0", timed_out_flag=True, interrupted=True, skipped=("a",), truncated=True
+        ),
+        {
+            Result.ENDED: ENDED,
+            Result.EXIT_CODE: OPTIONAL_INT,
+            Result.TRAILER: OPTIONAL_STR,
+            Result.TIMED_OUT: BOOL,
+            Result.INTERRUPTED: BOOL,
+            Result.TRUNCATED: BOOL,
+            Result.SKIPPED: STRINGS,
+        },
+    ),
     (CloseReply.from_fields, CloseReply(137), {Result.EXIT_CODE: INT}),
 ]
 
