@@ -83,8 +83,8 @@ def client(server: RunningServer) -> Iterator[McpClient]:
         yield connected
 
 
-def post(url: str, authorization: str | None) -> int:
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+def post(url: str, authorization: str | None, **extra_headers: str) -> int:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **extra_headers}
     if authorization is not None:
         headers["Authorization"] = authorization
     request = urllib.request.Request(url, data=json.dumps(INITIALIZE).encode(), headers=headers, method="POST")
@@ -101,6 +101,12 @@ def test_every_request_needs_the_token(server: RunningServer) -> None:
     assert post(server.url, "Bearer wrong-token-of-the-same-size-0000") == 401
     assert post(server.url, TOKEN) == 401  # the scheme is part of it
     assert post(server.url, f"Bearer {TOKEN}") == 200
+
+
+def test_on_loopback_a_foreign_host_or_origin_is_refused_even_with_the_token(server: RunningServer) -> None:
+    # What a web page would send after rebinding a name of its own to 127.0.0.1.
+    assert post(server.url, f"Bearer {TOKEN}", Host="attacker.example") == 421
+    assert post(server.url, f"Bearer {TOKEN}", Origin="http://attacker.example") == 403
 
 
 def test_a_client_without_the_token_cannot_connect(server: RunningServer) -> None:
