@@ -202,3 +202,20 @@ def test_idle_sessions_expire_and_nothing_is_left_once_the_server_stops(docker_c
         assert client.call("run_in_session", session_id=expiring, code="1").is_error
         assert sandboxes_of(docker_client, pid), "the server's sandboxes carry its pid"
     assert wait_until_gone(docker_client, pid) == []
+
+
+def test_the_references_environment_variables_configure_the_server(podman_client: Any) -> None:
+    before = server_pids()
+    # The engine's "bridge" gives the code the network (by default it has none).
+    environment = {"BACKEND": "podman", "SANDBOX_NETWORK_MODE": "bridge", "LLM_SANDBOX_MCP_WARM": ""}
+    probe = (
+        "import socket\n"
+        "try:\n"
+        "    socket.create_connection(('pypi.org', 443), timeout=5); print('online')\n"
+        "except OSError: print('offline')"
+    )
+    with stdio_server(env=environment) as client:
+        (pid,) = server_pids() - before
+        assert client.outcome("execute_code", code=probe)["stdout"] == "online\n"
+        assert sandboxes_of(podman_client, pid), "the sandbox is a Podman container"
+    assert wait_until_gone(podman_client, pid) == []
