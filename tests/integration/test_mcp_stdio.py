@@ -219,3 +219,17 @@ def test_the_references_environment_variables_configure_the_server(podman_client
         assert client.outcome("execute_code", code=probe)["stdout"] == "online\n"
         assert sandboxes_of(podman_client, pid), "the sandbox is a Podman container"
     assert wait_until_gone(podman_client, pid) == []
+
+
+def test_commit_container_saves_each_run_as_a_new_image(docker_client: Any) -> None:
+    environment = {"COMMIT_CONTAINER": "true", "LLM_SANDBOX_MCP_WARM": ""}
+    with stdio_server(env=environment) as client:
+        result = client.outcome("execute_code", code="open('kept.txt', 'w').write('saved'); print('done')")
+    tag = result["committed_image"]
+    try:
+        assert result["stdout"] == "done\n"
+        assert tag.startswith("llm-sandbox-commit/python:")
+        saved = docker_client.containers.run(tag, ["cat", "/sandbox/kept.txt"], remove=True, network_mode="none")
+        assert saved == b"saved"
+    finally:
+        docker_client.images.remove(tag, force=True)
