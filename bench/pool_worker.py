@@ -9,16 +9,19 @@ answers leave as JSON lines on the original stdout; whatever the library prints 
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import threading
 import time
 import traceback
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any
 
 from llm_sandbox import SandboxSession
 from llm_sandbox.pool import PoolConfig, create_pool_manager
+
+# The worker runs as a script in either venv: the shared loop comes from this repository's bench package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.worker_loop import run_worker
 
 CODE = "print(1)"
 EXPECTED = "1\n"
@@ -102,31 +105,9 @@ class Worker:
                 traceback.print_exc(file=sys.stderr)
 
 
-def serve(requests: TextIO, answers: TextIO) -> None:
-    worker = Worker()
-    try:
-        for line in requests:
-            if not line.strip():
-                continue
-            request: dict[str, Any] = json.loads(line)
-            if request["op"] == "shutdown":
-                break
-            try:
-                answer = {"ok": True, **worker.handle(request)}
-            except Exception as error:
-                traceback.print_exc(file=sys.stderr)
-                answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
-            answers.write(json.dumps(answer) + "\n")
-            answers.flush()
-    finally:
-        worker.shutdown()
-
-
 def main() -> None:
-    # Keep the protocol on a private copy of stdout and send everything else (library prints) to stderr.
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(sys.stdin, answers)
+    worker = Worker()
+    run_worker(worker.handle, worker.shutdown)
 
 
 if __name__ == "__main__":
