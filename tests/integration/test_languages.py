@@ -351,6 +351,24 @@ def test_cpp_takes_compiler_flags_and_libraries_from_the_containers_environment(
         assert "main.cpp:4:" in result.stderr and "LLM_SANDBOX_ANSWER" in result.stderr
 
 
+def test_identical_cpp_code_is_compiled_once_and_anything_else_again(backend: Harness) -> None:
+    # A cached binary is linked into the run's folder: the program sees a second link to itself; a fresh build has
+    # one. (The flags and the installed packages are part of the key; the source alone is varied here.)
+    code = (
+        "#include <cstdio>\n#include <sys/stat.h>\nint main() {\n    struct stat s;\n"
+        '    stat("/proc/self/exe", &s);\n    std::printf("%s %lu\\n", "VERSION", (unsigned long) s.st_nlink);\n}\n'
+    )
+    with backend.session(lang="cpp") as session:
+        assert session.run(code.replace("VERSION", "one")).stdout == "one 1\n"
+        assert session.run(code.replace("VERSION", "one")).stdout == "one 2\n"  # no compiler: the cached binary
+        assert session.run(code.replace("VERSION", "two")).stdout == "two 1\n"
+        broken = "int main() { return undefined_name; }\n"
+        for _ in range(2):  # a compile error is never cached: the compiler answers each time
+            result = session.run(broken)
+            assert result.exit_code != 0 and "undefined_name" in result.stderr
+        assert session.execute_command("ls /tmp/.llm-sandbox-cpp-cache | wc -l").stdout == "2\n"
+
+
 def test_r_repository_comes_from_llm_sandbox_r_repos(backend: Harness) -> None:
     repository = "https://cran.llm-sandbox.invalid"
     with (

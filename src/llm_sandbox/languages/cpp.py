@@ -20,8 +20,25 @@ import re
 from llm_sandbox.languages.base import Language, debian_toolchain_recipe
 
 # "$1" is the run's folder. set -f: the flags are split into words but never globbed.
+# Identical code, which evaluation harnesses send again and again, is compiled once per sandbox: the binary is kept
+# under a key made of the source, the flags and the installed packages (dpkg's status file changes with every
+# install, g++ included), and linked into the run's folder, so it runs from the same place as a fresh build. The
+# cache lives in the temporary folder: the code's own (what a run put there can only mislead the same user's later
+# runs, as its other files can), emptied by a reset, counted by the disk cap, and pruned to the newest CACHE_KEEP.
+CACHE_KEEP = 32
 COMPILE_AND_RUN = (
-    'set -f; g++ -std=c++17 -O2 -pipe ${CXXFLAGS-} -o "$1/main" "$1/main.cpp" ${LDLIBS-} && set +f && exec "$1/main"'
+    "set -f; cache=/tmp/.llm-sandbox-cpp-cache; "
+    'key=$({ printf "%s\\n" "${CXXFLAGS-}" "${LDLIBS-}"; stat -c "%Y %s" /var/lib/dpkg/status 2>/dev/null; '
+    'cat "$1/main.cpp"; } | sha256sum); key=${key%% *}; '
+    'if [ -n "$key" ] && [ -f "$cache/$key" ] && '
+    '{ ln "$cache/$key" "$1/main" 2>/dev/null || cp "$cache/$key" "$1/main"; }; then '
+    'set +f; exec "$1/main"; fi; '
+    'g++ -std=c++17 -O2 -pipe ${CXXFLAGS-} -o "$1/main" "$1/main.cpp" ${LDLIBS-} || exit; '
+    'if [ -n "$key" ] && mkdir -p "$cache" 2>/dev/null && cp "$1/main" "$cache/.$key.$$" 2>/dev/null; then '
+    'mv -f "$cache/.$key.$$" "$cache/$key"; '
+    f'ls -t "$cache" | tail -n +{CACHE_KEEP + 1} | while read -r old; do rm -f "$cache/$old"; done; '
+    'else rm -f "$cache/.$key.$$"; fi; '
+    'set +f; exec "$1/main"'
 )
 
 # "$@" are the validated package names. --no-remove: an install never takes packages (the compiler) away.
