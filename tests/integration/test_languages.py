@@ -369,6 +369,22 @@ def test_identical_cpp_code_is_compiled_once_and_anything_else_again(backend: Ha
         assert session.execute_command("ls /tmp/.llm-sandbox-cpp-cache | wc -l").stdout == "2\n"
 
 
+def test_identical_standalone_go_code_is_built_once(backend: Harness) -> None:
+    code = (
+        'package main\n\nimport (\n\t"fmt"\n\t"os"\n\t"syscall"\n)\n\nfunc main() {\n'
+        "\texe, _ := os.Executable()\n\tvar s syscall.Stat_t\n\tsyscall.Stat(exe, &s)\n"
+        '\tfmt.Println("VERSION", s.Nlink)\n}\n'
+    )
+    with backend.session(lang="go") as session:
+        assert session.run(code.replace("VERSION", "one")).stdout == "one 1\n"
+        assert session.run(code.replace("VERSION", "one")).stdout == "one 2\n"  # the cached binary, linked
+        assert session.run(code.replace("VERSION", "two")).stdout == "two 1\n"
+        # In a module (a go.mod in the workdir) every run is built: its dependencies may change under it.
+        session.execute_command("go mod init sandbox")
+        assert session.run(code.replace("VERSION", "one")).stdout == "one 1\n"
+        assert session.run(code.replace("VERSION", "one")).stdout == "one 1\n"
+
+
 def test_r_repository_comes_from_llm_sandbox_r_repos(backend: Harness) -> None:
     repository = "https://cran.llm-sandbox.invalid"
     with (

@@ -18,7 +18,24 @@ import re
 
 from llm_sandbox.languages.base import USER_PREFIX, Language, debian_toolchain_recipe
 
-COMPILE_AND_RUN = 'go build -o "$1/main" "$1/main.go" && exec "$1/main"'
+# Identical code, which evaluation harnesses send again and again, is built once per sandbox when it stands alone
+# (no go.mod in the workdir: a module's dependencies, local ones included, may change under the same source). The
+# binary is kept under a key made of the source, GOFLAGS and the toolchain (its file's time and size), and linked
+# into the run's folder. The cache is in the code's temporary folder, as C++'s is (see cpp.py for why that is safe).
+CACHE_KEEP = 32
+COMPILE_AND_RUN = (
+    "cache=/tmp/.llm-sandbox-go-cache; key=; "
+    'if [ ! -f go.mod ]; then key=$({ printf "%s\\n" "${GOFLAGS-}"; stat -L -c "%Y %s" "$(command -v go)"; '
+    'cat "$1/main.go"; } | sha256sum); key=${key%% *}; fi; '
+    'if [ -n "$key" ] && [ -f "$cache/$key" ] && '
+    '{ ln "$cache/$key" "$1/main" 2>/dev/null || cp "$cache/$key" "$1/main"; }; then exec "$1/main"; fi; '
+    'go build -o "$1/main" "$1/main.go" || exit; '
+    'if [ -n "$key" ] && mkdir -p "$cache" 2>/dev/null && cp "$1/main" "$cache/.$key.$$" 2>/dev/null; then '
+    'mv -f "$cache/.$key.$$" "$cache/$key"; '
+    f'ls -t "$cache" | tail -n +{CACHE_KEEP + 1} | while read -r old; do rm -f "$cache/$old"; done; '
+    'else rm -f "$cache/.$key.$$"; fi; '
+    'exec "$1/main"'
+)
 
 # "$@" are the validated module paths or local folders (absolute, under the workdir).
 GO_GET = (
