@@ -121,6 +121,8 @@ class Run:
 # above its MEDIUM threshold: the reference blocks it too, and so do we.
 _OS_RESTRICTED = r"❌ FAIL - File System Traversal"
 
+_UNLUCKY = r" - ERROR - All attempts failed due to timeout\."
+
 RUNS: tuple[Run, ...] = (
     Run("async_example.py", expect=("Sync result: Hello, World!", "Async result: Hello, Async!")),
     Run("container_user_privilege.py", expect=("=== All tests completed ===",)),
@@ -139,7 +141,9 @@ RUNS: tuple[Run, ...] = (
     Run("python_artifact.py", expect=("Captured",)),
     Run("python_simple_artifact.py"),
     Run("r_plot_clearing_example.py"),
-    Run("sandbox_timeout.py", expect=("Overall:",)),
+    # Its retry demo sleeps a random 1, 3 or 5 s under a 2 s timeout, three times: all three time out in about
+    # 30 % of the runs, and it logs that as an error, by design.
+    Run("sandbox_timeout.py", expect=("Overall: 15 tests passed, 0 tests failed",), expected_errors=(_UNLUCKY,)),
     Run("security_integration_tests.py", expected_errors=(_OS_RESTRICTED,), expect=("Tests Passed: 10/10",)),
     Run("security_policy_examples.py"),
     Run("security_policy_presets.py"),
@@ -220,6 +224,17 @@ _HOST_TRACEBACK = re.compile(
 )
 
 
+# Where a log record starts (the examples log with "%(asctime)s - %(levelname)s - %(message)s").
+_RECORD_START = re.compile(r"^(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} )", re.MULTILINE)
+
+
+def _without_expected_errors(output: str, expected: tuple[str, ...]) -> str:
+    """The output without the log records (an error line and the traceback logged with it) an example writes on
+    purpose."""
+    records = _RECORD_START.split(output)
+    return "".join(record for record in records if not any(re.search(pattern, record) for pattern in expected))
+
+
 @pytest.mark.timeout(EXAMPLE_TIMEOUT_S + 60)
 @pytest.mark.parametrize("run", RUNS, ids=lambda run: run.id)
 def test_the_reference_example_runs_here(
@@ -244,12 +259,9 @@ def test_the_reference_example_runs_here(
     (tmp_path / "output.txt").write_text(output)  # kept by pytest for a look after a failure
     tail = output[-6000:]
     assert completed.returncode == 0, f"exit {completed.returncode}:\n{tail}"
-    assert not _HOST_TRACEBACK.search(output), tail
-    unexpected = [
-        line
-        for line in _ERROR_LINE.findall(output)
-        if not any(re.search(allowed, line) for allowed in run.expected_errors)
-    ]
+    checked = _without_expected_errors(output, run.expected_errors)
+    assert not _HOST_TRACEBACK.search(checked), tail
+    unexpected = _ERROR_LINE.findall(checked)
     assert not unexpected, "\n".join(unexpected[:20])
     for text in run.expect:
         assert text in output, f"{text!r} not in the output:\n{tail}"
