@@ -45,9 +45,6 @@ command that runs and fails is a result with its exit code, in both)."""
 LanguageHandlerNotInitializedError = NotOpenSessionError
 """The reference raises it when a session is used before it is set up; ours raises :class:`NotOpenSessionError`."""
 
-SessionNotOpenError = NotOpenSessionError
-"""The reference's pool raises it for a pooled session used before ``open()``."""
-
 # --- sessions ---------------------------------------------------------------------------------------------------
 
 BaseSession = SandboxSession
