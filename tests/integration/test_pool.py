@@ -364,3 +364,7 @@ def test_an_artifact_session_on_a_pool_gets_its_plots_and_leaves_none(backend: H
         _wait_settled(pool)
         with ArtifactSandboxSession(pool=pool) as second:
             assert second.run("print('nothing drawn')").plots == []
+        _wait_settled(pool)
+        time.sleep(2)  # what the waiting interpreter does once readied, it has done by now
+        with SandboxSession(pool=pool) as third:  # not even the plotting library's caches in HOME (the workdir)
+            assert third.run("import os; print(sorted(os.listdir('.')))").stdout == "[]\n"

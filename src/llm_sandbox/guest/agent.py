@@ -82,7 +82,7 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         reset_reply,
         spawn_reply,
     )
-    from llm_sandbox.guest.warm import Spares, start_warm, warm_argv_path
+    from llm_sandbox.guest.warm import WARM_IMPORTS, Spares, start_warm, warm_argv_path
     from llm_sandbox.guest.wire import IN, input_ended, input_waiting, read_frame, read_request, reply, send
 
     Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
@@ -478,8 +478,11 @@ class Guest:
             if since is not None:
                 for folder in request.get(Field.KEEP) or []:
                     changed.extend(changed_entries(str(folder), float(since)))
-        if request.get(Field.WARM):
-            self.warm_next = self.last_warm  # started once the reply is out (after_reply), in the clean sandbox
+        if request.get(Field.WARM) and self.last_warm is not None:
+            # Started once the reply is out (after_reply), in the clean sandbox; without the last session's preload
+            # (a plotting library writes its caches into HOME, the workdir, which the next user must find empty).
+            python, cwd, env = self.last_warm
+            self.warm_next = (python, cwd, {name: value for name, value in env.items() if name != WARM_IMPORTS})
         return reset_reply(left, changed, time.time())
 
 
