@@ -68,14 +68,24 @@ def of_this_run(labels: Mapping[str, str]) -> bool:
 def list_containers(client: Any, filters: Mapping[str, str]) -> list[Any]:
     """``client.containers.list(all=True, filters=...)``, again when a listed container went away before the SDK
     looked it up (it inspects each one; another run, or the engines' auto-removal, may remove one meanwhile)."""
+    return _list_again_if_one_went(lambda: client.containers.list(all=True, filters=dict(filters)))
+
+
+def list_volumes(client: Any, filters: Mapping[str, str]) -> list[Any]:
+    """``client.volumes.list(filters=...)``, with the same patience as ``list_containers``."""
+    return _list_again_if_one_went(lambda: client.volumes.list(filters=dict(filters)))
+
+
+def _list_again_if_one_went(listing: Any) -> list[Any]:
     for _attempt in range(10):
         try:
-            return list(client.containers.list(all=True, filters=dict(filters)))
+            return list(listing())
         except Exception as error:
-            if "no such container" not in str(error).lower():
+            said = str(error).lower()
+            if "no such" not in said and "not found" not in said:
                 raise
             time.sleep(0.1)
-    raise AssertionError("the engine's container list kept changing while it was read")
+    raise AssertionError("the engine's list kept changing while it was read")
 
 
 def labelled(client: Any, labels: Iterable[str]) -> list[str]:
@@ -87,7 +97,7 @@ def labelled(client: Any, labels: Iterable[str]) -> list[str]:
                 continue
             state = container.attrs.get("State")  # podman's list gives a plain string here
             found.append(f"container {container.name} ({state.get('Status') if isinstance(state, dict) else state})")
-        for volume in client.volumes.list(filters={"label": label}):
+        for volume in list_volumes(client, {"label": label}):
             if of_this_run(volume.attrs.get("Labels") or {}):
                 found.append(f"volume {volume.name}")
     return found
