@@ -551,7 +551,7 @@ def test_long_lived_children_survive_the_clean_up_after_runs(guest: Guest) -> No
 
 PRELOAD_CHECK = (
     "import os, sys\n"
-    "print('noisy_preload' in sys.modules, [name for name in os.environ if name.startswith('LLM_SANDBOX')])\n"
+    "print('noisy_preload' in sys.modules, [name for name in os.environ if name == 'LLM_SANDBOX_WARM_IMPORTS'])\n"
 )
 
 
