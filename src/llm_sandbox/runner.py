@@ -323,14 +323,16 @@ class GuestRunner:
         argv = language.run_argv({"file": path, "dir": "{tmp}", "python": self.python, "workdir": self.workdir})
         if wrap_argv is not None:
             argv = wrap_argv(argv)
-        warm = self.python if language.warm_interpreter else None
+        # A wrapped argv that is no longer the plain run (another program in front) does not match the recipe,
+        # and starts cold: the spare was not started the way the wrapper starts the interpreter.
+        spare = language.spare_recipe({"dir": "{tmp}", "python": self.python, "workdir": self.workdir})
         return self._exec_request(
             argv,
             self.workdir,
             policy,
             timeout,
             files=(CodeFile(path, code), *extra_files),
-            warm_python=warm,
+            spare=spare,
             collect=collect,
             collect_budget=collect_budget,
             collect_count=collect_count,
@@ -366,7 +368,7 @@ class GuestRunner:
         timeout: float | None,
         *,
         files: tuple[CodeFile, ...] = (),
-        warm_python: str | None = None,
+        spare: dict[str, Any] | None = None,
         collect: Sequence[str] = (),
         collect_budget: int = DEFAULT_COLLECT_BUDGET,
         collect_count: int = DEFAULT_COLLECT_COUNT,
@@ -378,7 +380,7 @@ class GuestRunner:
             timeout=timeout,
             output_limit=policy.output_limit,
             files=files,
-            warm_python=warm_python,
+            spare=spare,
             collect=tuple(collect),
             collect_budget=collect_budget,
             collect_count=collect_count,

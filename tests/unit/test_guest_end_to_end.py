@@ -27,7 +27,7 @@ import pytest
 from llm_sandbox.errors import OutputDecodingError
 from llm_sandbox.guest import BOOTSTRAP, agent_payload
 from llm_sandbox.guest.protocol import FRAME_HEADER, Ended, Field, Frame
-from llm_sandbox.guest.warm import WARM_IMPORTS
+from llm_sandbox.guest.warm import WARM_IMPORTS, python_recipe
 from llm_sandbox.link import FinalReply, GuestLink, OutputCallback, Reply
 from llm_sandbox.messages import (
     CloseReply,
@@ -149,7 +149,7 @@ class Guest:
             timeout=timeout,
             output_limit=1 << 20,
             files=tuple(files),
-            warm_python=self.python if warm else None,
+            spare=python_recipe(self.python) if warm else None,
             collect=tuple(collect),
             collect_budget=collect_budget,
             collect_count=collect_count,

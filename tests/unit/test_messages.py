@@ -14,6 +14,7 @@ import pytest
 import llm_sandbox
 from llm_sandbox.guest import MODULES
 from llm_sandbox.guest.protocol import Ended, Field, Limit, Op, Result
+from llm_sandbox.guest.warm import python_recipe
 from llm_sandbox.messages import (
     CloseReply,
     CloseRequest,
@@ -45,7 +46,7 @@ REQUESTS: list[Any] = [
         timeout=2.5,
         output_limit=1000,
         files=(CodeFile("{tmp}/main.py", "print(1)\n", 0o600),),
-        warm_python="/usr/bin/python3",
+        spare=python_recipe("/usr/bin/python3"),
         collect=("*.png", "**/*.csv"),
         collect_budget=4096,
     ),

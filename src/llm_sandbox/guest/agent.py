@@ -82,10 +82,11 @@ if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined sour
         reset_reply,
         spawn_reply,
     )
-    from llm_sandbox.guest.warm import WARM_IMPORTS, Spares, start_warm, warm_argv_path
+    from llm_sandbox.guest.warm import WARM_IMPORTS, Spares, discard, handoff, run_path, start_warm
     from llm_sandbox.guest.wire import IN, input_ended, input_waiting, read_frame, read_request, reply, send
 
     Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
+    WarmNext = Tuple[Dict[str, Any], Optional[str], Dict[str, str]]  # a spare's recipe, folder and environment
 
 VENV_NAMES = (".venv", ".sandbox-venv", "venv")
 
@@ -103,7 +104,7 @@ class Run:
         self.stopped = False
         self.over_disk = False  # stopped because the places the code writes passed the disk cap
         self.cancelled = False  # stopped by the host's CANCEL
-        self.warm_next: Optional[Tuple[str, Optional[str], Dict[str, str]]] = None
+        self.warm_next: Optional[WarmNext] = None
 
     def relay(self, kind: bytes, data: bytes) -> None:
         if self.limit and self.sent[kind] + len(data) > self.limit:
@@ -149,17 +150,18 @@ class Run:
         before = resource_counters(guest.own_cgroup)
         started_at = time.time()
         started = time.monotonic()
-        python = request.get(Field.WARM_PYTHON)
-        path = warm_argv_path(argv, python) if python else None
-        spare = guest.spares.take(Spares.key_for(python, cwd, env)) if python and path else None
-        if python and path:
-            self.warm_next = (python, cwd, env)  # ready the next interpreter once this run has answered
+        recipe = request.get(Field.SPARE)
+        path = run_path(argv, recipe) if recipe else None
+        spare = None
+        if recipe and path:
+            with guest.as_code:  # the code's file, read with the code's rights
+                handed = handoff(recipe, path)
+            spare = guest.spares.take(Spares.key_for(recipe, cwd, env)) if handed is not None else None
+            if spare is not None and handed is not None and not hand_over(spare, handed):
+                spare = None  # it died as it was handed the file: the run starts cold
+            self.warm_next = (recipe, cwd, env)  # ready the next spare once this run has answered
         try:
-            if spare is not None and path is not None:
-                process = spare
-                start_warm(process, path)
-            else:
-                process = Child(argv, env, cwd, guest.seccomp, user=guest.code_ids)
+            process = spare if spare is not None else Child(argv, env, cwd, guest.seccomp, user=guest.code_ids)
         except OSError as error:
             message = "%s: %s\n" % (argv[0], error.strerror or error)
             self.relay(Frame.STDERR, message.encode())
@@ -246,6 +248,16 @@ class Run:
         self.guest.clean_up(self.guest.kill_all, keep=process.pid)
 
 
+def hand_over(spare: Child, data: bytes) -> bool:
+    """Hand a spare its run; False (and it is thrown away) when it is gone."""
+    try:
+        start_warm(spare, data)
+    except OSError:
+        discard(spare)
+        return False
+    return True
+
+
 def child_environment(request: Dict[str, Any], code_path: List[str]) -> Dict[str, str]:
     """The code's environment: the container's, the request's on top, and the code's own folders last on PATH (its
     installed programs are found, but never in place of the image's own tools or the sandbox's command wrapper;
@@ -325,8 +337,8 @@ class Guest:
         self.subreaper = False
         self.spares = Spares()
         self.children = LongLivedChildren()
-        self.warm_next: Optional[Tuple[str, Optional[str], Dict[str, str]]] = None
-        self.last_warm: Optional[Tuple[str, Optional[str], Dict[str, str]]] = None  # what the last spare was like
+        self.warm_next: Optional[WarmNext] = None
+        self.last_warm: Optional[WarmNext] = None  # what the last spare was like
         self.handlers: Dict[str, Handler] = {
             Op.INFO: self.info,
             Op.EXEC: self.execute,
@@ -356,11 +368,12 @@ class Guest:
         return handler(request)
 
     def after_reply(self) -> None:
-        """Ready the next interpreter after a Python run (the host reads the reply meanwhile), else drop it."""
+        """Ready the next spare after a run that named a recipe (the host reads the reply meanwhile), else drop it:
+        the helper keeps one ready for the language of the last run."""
         warm_next, self.warm_next = self.warm_next, None
         if warm_next is not None:
-            python, cwd, env = warm_next
-            self.spares.prepare(python, cwd, env, self.seccomp, self.code_ids)
+            recipe, cwd, env = warm_next
+            self.spares.prepare(recipe, cwd, env, self.seccomp, self.code_ids)
         else:
             self.spares.discard()
 
@@ -427,7 +440,7 @@ class Guest:
         return empty_reply()
 
     def execute(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        if not request.get(Field.WARM_PYTHON):
+        if not request.get(Field.SPARE):
             self.spares.discard()  # before the run: its clean-up kills every leftover process, a spare included
         run = Run(request, self)
         result = run.execute()
@@ -481,8 +494,8 @@ class Guest:
         if request.get(Field.WARM) and self.last_warm is not None:
             # Started once the reply is out (after_reply), in the clean sandbox; without the last session's preload
             # (a plotting library writes its caches into HOME, the workdir, which the next user must find empty).
-            python, cwd, env = self.last_warm
-            self.warm_next = (python, cwd, {name: value for name, value in env.items() if name != WARM_IMPORTS})
+            recipe, cwd, env = self.last_warm
+            self.warm_next = (recipe, cwd, {name: value for name, value in env.items() if name != WARM_IMPORTS})
         return reset_reply(left, changed, time.time())
 
 

@@ -21,6 +21,7 @@ DRAIN_GRACE_S = 0.05
 class Child:
     """A process started with fork and exec, in a session of its own, stdin from /dev/null (or a pipe) and its
     output on two pipes. (The subprocess module would do, but importing it would cost every session's start-up.)
+    ``stdin_pipe`` with ``pipe_fd`` other than 0: the pipe is that descriptor instead, and stdin is /dev/null.
     ``user``: the code's (uid, gid), taken for good before the exec (the helper runs as root); ``confined``: the
     seccomp filter is installed, as that user, right before the exec."""
 
@@ -32,6 +33,7 @@ class Child:
         confined: bool,
         stdin_pipe: bool = False,
         user: Optional[Tuple[int, int]] = None,
+        pipe_fd: int = 0,
     ) -> None:
         in_read, in_write = os.pipe() if stdin_pipe else (None, None)
         out_read, out_write = os.pipe()
@@ -46,9 +48,16 @@ class Child:
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
                 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
                 prefer_for_oom_kill()
-                os.dup2(in_read if in_read is not None else os.open(os.devnull, os.O_RDONLY), 0)
+                on_stdin = in_read is not None and pipe_fd == 0
+                os.dup2(in_read if in_read is not None and on_stdin else os.open(os.devnull, os.O_RDONLY), 0)
                 os.dup2(out_write, 1)
                 os.dup2(err_write, 2)
+                if in_read is not None and not on_stdin:
+                    if check_write == pipe_fd:  # keep the exec check's pipe out of the way (a copy, close-on-exec)
+                        check_write = os.dup(check_write)
+                    if in_read != pipe_fd:
+                        os.dup2(in_read, pipe_fd)
+                    os.set_inheritable(pipe_fd, True)  # dup2 onto itself would leave it close-on-exec
                 if user is not None:
                     drop_privileges(user)  # before the chdir: the folder is entered with the code's rights
                 if cwd:

@@ -82,7 +82,7 @@ class Field:
     OUTPUT_LIMIT = "output_limit"
     TEMPDIR = "tempdir"
     FILES = "files"
-    WARM_PYTHON = "warm_python"
+    SPARE = "spare"  # exec: the recipe of the language's spare process (warm.spare_recipe)
     COLLECT = "collect"
     COLLECT_BUDGET = "collect_budget"
     COLLECT_COUNT = "collect_count"
@@ -208,7 +208,7 @@ def exec_request(
     timeout: Optional[float],
     output_limit: int,
     files: Sequence[Dict[str, Any]] = (),
-    warm_python: Optional[str] = None,
+    spare: Optional[Dict[str, Any]] = None,
     tempdir: bool = True,
     collect: Sequence[str] = (),
     collect_budget: int = 0,
@@ -226,7 +226,7 @@ def exec_request(
         Field.OUTPUT_LIMIT: output_limit,
         Field.TEMPDIR: tempdir,
         Field.FILES: [dict(item) for item in files],
-        Field.WARM_PYTHON: warm_python,
+        Field.SPARE: spare,
         Field.COLLECT: list(collect),
         Field.COLLECT_BUDGET: collect_budget,
         Field.COLLECT_COUNT: collect_count,

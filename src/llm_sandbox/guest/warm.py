@@ -1,11 +1,17 @@
-"""A Python interpreter started ahead of the next run, so that a run does not wait for Python to start.
+"""A process started ahead of the next run, so that a run does not wait for its interpreter to start.
 
-After a Python run the helper starts the same interpreter again, with a small stub, while the host reads the reply
-(and, when the run's environment names them in ``WARM_IMPORTS``, has it import those modules meanwhile).
-The next Python run hands it the code file's path on its stdin; the stub then makes ``__main__`` look exactly as it
-does for ``python file.py`` (``__file__``, ``sys.argv``, ``sys.path[0]``, stdin from /dev/null, tracebacks without
-the stub's own frame) and runs the file. Any other request (a command, an install, a copy) may change what a fresh
-interpreter would see, so it throws the spare away; so does a change of interpreter, folder or environment.
+The host names, with a run of code, the recipe of its language's spare (``Field.SPARE``, see ``spare_recipe``):
+the argv of a process that starts the interpreter and then waits (``argv``), the plain run it stands for
+(``run``, the code file as ``{file}``), the descriptor it waits on (``fd``) and what it is handed there (``hand``:
+``{file}`` is the code file's path, ``{source}`` its content). After such a run the helper starts the spare while
+the host reads the reply; the next run whose argv is that plain run hands it the file instead of starting the
+interpreter. Each stub makes the program look exactly as it does under the plain command (its file name, argv,
+stdin from /dev/null, errors without the stub's own frames). Any other request (a command, an install, a copy)
+may change what a fresh interpreter would see, so it throws the spare away; so does a change of recipe, folder or
+environment. A spare that died while it waited is thrown away too and the run starts cold.
+
+Python's stub is here (it reads its path on stdin); the other languages' stubs live with their language on the
+host, which sends them in the recipe.
 """
 
 from __future__ import annotations
@@ -14,15 +20,27 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
-    from typing import Dict, List, Optional, Tuple
+    from typing import Any, Dict, List, Optional, Tuple
 
     from llm_sandbox.guest.child import Child, write_to_child
 
-    SpareKey = Tuple[str, Optional[str], Tuple[Tuple[str, str], ...]]  # interpreter, folder, environment
+    SpareKey = Tuple[Tuple[str, ...], Optional[str], Tuple[Tuple[str, str], ...]]  # argv, folder, environment
 
 # Modules a waiting interpreter imports before the code arrives (comma-separated, in the run's environment; taken
 # out of it before the code runs): an artifact session preloads its plotting library, the bulk of a plot's time.
 WARM_IMPORTS = "LLM_SANDBOX_WARM_IMPORTS"
+# A recipe's fields.
+SPARE_ARGV = "argv"
+SPARE_RUN = "run"
+SPARE_FD = "fd"
+SPARE_HAND = "hand"
+FILE_SLOT = "{file}"
+SOURCE_SLOT = "{source}"
+# A spare handed the program's source takes it through a pipe written in one go before the run is watched: past
+# what a pipe holds the write could wait on a program that waits on its output, so a larger file runs cold.
+HAND_LIMIT = 60000
+# The code file's path goes into stub code (an R string): only plain characters, else the run starts cold.
+PLAIN_PATH_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./+-")
 
 WARM_STUB = r"""
 def _llm_sandbox_main():
@@ -72,21 +90,62 @@ _llm_sandbox_main()
 """
 
 
+def spare_recipe(argv: List[str], run: List[str], fd: int = 3, hand: str = FILE_SLOT + "\n") -> Dict[str, Any]:
+    """A recipe as ``Field.SPARE`` carries it. ``argv``: the waiting process; ``run``: the plain argv it replaces,
+    ``{file}`` standing for the code file; ``fd``: the descriptor the stub reads ``hand`` on (stdin is /dev/null
+    for any other; a stub on 0 must put /dev/null there itself)."""
+    return {SPARE_ARGV: list(argv), SPARE_RUN: list(run), SPARE_FD: fd, SPARE_HAND: hand}
+
+
+def python_recipe(python: str) -> Dict[str, Any]:
+    return spare_recipe([python, "-u", "-c", WARM_STUB], [python, "-u", FILE_SLOT], fd=0)
+
+
+def run_path(argv: List[str], recipe: Dict[str, Any]) -> Optional[str]:
+    """The code file when ``argv`` is the recipe's plain run, else None."""
+    template = recipe[SPARE_RUN]
+    if len(argv) != len(template):
+        return None
+    path = None
+    for index, expected in enumerate(template):  # (no zip(strict=...): the guest runs on Python 3.7 too)
+        if expected == FILE_SLOT:
+            path = argv[index]
+        elif argv[index] != expected:
+            return None
+    if not path or not PLAIN_PATH_CHARACTERS.issuperset(path):
+        return None
+    return path
+
+
+def handoff(recipe: Dict[str, Any], path: str) -> Optional[bytes]:
+    """What the spare is handed for the code file at ``path`` (read as the caller acts), or None when it cannot
+    be handed (the file is too large to go through the pipe in one write, or unreadable)."""
+    hand = str(recipe[SPARE_HAND])
+    data = hand.replace(FILE_SLOT, path).encode("utf-8", "surrogateescape")
+    if SOURCE_SLOT not in hand:
+        return data
+    try:
+        with open(path, "rb") as handle:
+            source = handle.read(HAND_LIMIT + 1)
+    except OSError:
+        return None
+    data = data.replace(SOURCE_SLOT.encode(), source, 1)
+    return data if len(data) <= HAND_LIMIT else None
+
+
 class Spares:
-    """At most one interpreter waiting for the next Python run."""
+    """At most one process waiting for the next run."""
 
     def __init__(self) -> None:
         self.child: Optional[Child] = None
         self.key: Optional[SpareKey] = None
 
     @staticmethod
-    def key_for(
-        python: str, cwd: Optional[str], env: Dict[str, str]
-    ) -> Tuple[str, Optional[str], Tuple[Tuple[str, str], ...]]:
-        return python, cwd, tuple(sorted(env.items()))
+    def key_for(recipe: Dict[str, Any], cwd: Optional[str], env: Dict[str, str]) -> SpareKey:
+        return tuple(recipe[SPARE_ARGV]), cwd, tuple(sorted(env.items()))
 
     def take(self, key: SpareKey) -> Optional[Child]:
-        """The waiting interpreter if it fits and still lives; else None (and it is thrown away)."""
+        """The waiting process if it fits and still lives; else None (and it is thrown away)."""
         child, self.child = self.child, None
         if child is not None and self.key == key and child.poll() is None:
             return child
@@ -96,19 +155,22 @@ class Spares:
 
     def prepare(
         self,
-        python: str,
+        recipe: Dict[str, Any],
         cwd: Optional[str],
         env: Dict[str, str],
         confined: bool,
         user: Optional[Tuple[int, int]] = None,
     ) -> None:
         self.discard()
+        argv = [str(part) for part in recipe[SPARE_ARGV]]
         try:
-            self.child = Child([python, "-u", "-c", WARM_STUB], env, cwd, confined, stdin_pipe=True, user=user)
+            self.child = Child(
+                argv, env, cwd, confined, stdin_pipe=True, user=user, pipe_fd=int(recipe.get(SPARE_FD) or 0)
+            )
         except OSError:
             self.child = None
             return
-        self.key = self.key_for(python, cwd, env)
+        self.key = self.key_for(recipe, cwd, env)
 
     def discard(self) -> None:
         child, self.child = self.child, None
@@ -122,18 +184,11 @@ def discard(child: Child) -> None:
     child.close()
 
 
-def start_warm(child: Child, path: str) -> None:
-    """Hand the code file to a waiting interpreter."""
+def start_warm(child: Child, data: bytes) -> None:
+    """Hand the code file (``handoff``) to a waiting process; closing the pipe tells it nothing more comes."""
     assert child.stdin_fd is not None
     try:
-        write_to_child(child.stdin_fd, (path + "\n").encode("utf-8", "surrogateescape"))
+        write_to_child(child.stdin_fd, data)
     finally:
         os.close(child.stdin_fd)
         child.stdin_fd = None
-
-
-def warm_argv_path(argv: List[str], python: str) -> Optional[str]:
-    """The code file when ``argv`` is a plain ``python -u FILE`` run of ``python``, else None."""
-    if len(argv) == 3 and argv[0] == python and argv[1] == "-u":
-        return argv[2]
-    return None

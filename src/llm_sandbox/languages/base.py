@@ -24,8 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from llm_sandbox.errors import InvalidLibraryNameError, LibraryInstallationNotSupportedError
+from llm_sandbox.guest.warm import spare_recipe
 
 RUN_DIR = "{tmp}"  # expanded by the guest helper to the run's own temporary folder
 
@@ -81,6 +83,21 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
 
 
 @dataclass(frozen=True)
+class Spare:
+    """A process the sandbox's helper starts ahead of the next run of the language (after a run, while the host
+    reads the reply), so that the run does not wait for the interpreter to start. ``argv`` (values as in ``run``)
+    starts the interpreter and a stub that waits on descriptor ``fd`` for ``hand`` (``{file}``: the code file's path,
+    ``{source}``: its content) and then runs the file as the plain ``run`` command would, looking the same to it
+    (see ``llm_sandbox.guest.warm``). A language gets a spare with these few lines: a JVM that waits for a source
+    path, for instance, would be ``Spare(("java", "-cp", LAUNCHER_DIR, "Launcher"))`` beside ``run=("java",
+    "{file}")``."""
+
+    argv: tuple[str, ...]
+    fd: int = 3
+    hand: str = "{file}\n"
+
+
+@dataclass(frozen=True)
 class Language:
     """One language: how its code is stored, run, and its libraries installed."""
 
@@ -104,8 +121,8 @@ class Language:
     #: The user installs run as; None is the code user. System package managers need "0" (root, still without
     #: capabilities in a container the library created).
     install_user: str | None = None
-    #: Runs are ``{python} -u {file}``: the helper may keep that interpreter started ahead of the next run.
-    warm_interpreter: bool = False
+    #: The process the helper keeps started ahead of the next run (None: every run starts its interpreter).
+    spare: Spare | None = None
     #: The fixed environment of an install in a sandbox the library created (values may use ``{prefix}``,
     #: ``{workdir}`` and ``{tmp}``), on top of the clean base (PATH, HOME, LANG).
     install_environment: Mapping[str, str] = field(default_factory=dict)
@@ -118,6 +135,24 @@ class Language:
 
     def run_argv(self, values: Mapping[str, str]) -> list[str]:
         return [_fill(part, values) for part in self.run]
+
+    @property
+    def warm_interpreter(self) -> bool:
+        """Whether the helper keeps a process started ahead of the language's next run."""
+        return self.spare is not None
+
+    def spare_recipe(self, values: Mapping[str, str]) -> dict[str, Any] | None:
+        """The spare's recipe as the helper takes it (``llm_sandbox.guest.warm.spare_recipe``); ``values`` as
+        for ``run_argv``, the code file left as the slot the helper matches."""
+        if self.spare is None:
+            return None
+        slot = {key: value for key, value in values.items() if key != "file"}
+        return spare_recipe(
+            [_fill(part, slot) for part in self.spare.argv],
+            [_fill(part, slot) for part in self.run],
+            fd=self.spare.fd,
+            hand=self.spare.hand,
+        )
 
     def code_path(self) -> str:
         return f"{RUN_DIR}/{self.file_name}"

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import USER_PREFIX, Language
+from llm_sandbox.guest.warm import WARM_STUB
+from llm_sandbox.languages.base import USER_PREFIX, Language, Spare
 
 # A PEP 508 name with optional extras and version specifiers, nothing else: no URLs, paths or options.
 _VERSION = r"(?:===|==|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
@@ -46,7 +47,7 @@ RUN apt-get update \
 """
 LANGUAGE = Language(
     name="python",
-    warm_interpreter=True,
+    spare=Spare(("{python}", "-u", "-c", WARM_STUB), fd=0),
     file_name="main.py",
     run=("{python}", "-u", "{file}"),
     install=(

@@ -26,6 +26,12 @@ from llm_sandbox.messages.fields import (
     _wrong,
 )
 
+
+def _optional_mapping(fields: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    value = fields.get(name)
+    return None if value is None else _mapping(value, name)
+
+
 # Requests ---------------------------------------------------------------------------------------------------------
 
 
@@ -128,8 +134,8 @@ class ExecRequest(Request):
     """Run ``argv`` to its end: write ``files``, relay output up to ``output_limit`` bytes a stream, stop it at
     ``timeout``, then send back the regular files that match ``collect`` (glob patterns relative to the temporary
     folder, or absolute for files the run changed elsewhere; ``**`` for any folders), ``collect_budget`` bytes and
-    ``collect_count`` files in all. ``warm_python``: the interpreter whose spare may run a plain ``python -u FILE``
-    argv."""
+    ``collect_count`` files in all. ``spare``: the recipe of the language's spare process (``guest.warm``), which
+    may run ``argv`` when it is the recipe's plain run."""
 
     argv: tuple[str, ...]
     cwd: str | None
@@ -137,7 +143,7 @@ class ExecRequest(Request):
     timeout: float | None
     output_limit: int
     files: tuple[CodeFile, ...] = ()
-    warm_python: str | None = None
+    spare: Mapping[str, Any] | None = None
     tempdir: bool = True
     collect: tuple[str, ...] = ()
     collect_budget: int = DEFAULT_COLLECT_BUDGET
@@ -152,7 +158,7 @@ class ExecRequest(Request):
             self.timeout,
             self.output_limit,
             [item.to_message() for item in self.files],
-            self.warm_python,
+            dict(self.spare) if self.spare is not None else None,
             self.tempdir,
             self.collect,
             self.collect_budget,
@@ -172,7 +178,7 @@ class ExecRequest(Request):
             timeout=_optional_float(fields, Field.TIMEOUT),
             output_limit=_int(fields, Field.OUTPUT_LIMIT),
             files=tuple(CodeFile.from_fields(_mapping(item, Field.FILES)) for item in files),
-            warm_python=_optional_str(fields, Field.WARM_PYTHON),
+            spare=_optional_mapping(fields, Field.SPARE),
             tempdir=_bool(fields, Field.TEMPDIR),
             collect=_strings(fields, Field.COLLECT),
             collect_budget=_int(fields, Field.COLLECT_BUDGET),
