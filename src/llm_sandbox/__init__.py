@@ -6,6 +6,15 @@ Importing the package loads no engine SDK; the Docker, Podman and Kubernetes cli
 from llm_sandbox._version import __version__
 from llm_sandbox.aio import AsyncArtifactSandboxSession, AsyncInteractiveSandboxSession, AsyncSandboxSession
 from llm_sandbox.artifacts import ArtifactSandboxSession
+from llm_sandbox.backends.base import BackendCapabilities
+from llm_sandbox.backends.registry import (
+    BackendDefinition,
+    BackendEntry,
+    get_backend,
+    list_backends,
+    register_backend,
+    unregister_backend,
+)
 from llm_sandbox.compat import DefaultImage, SessionConfig, create_session
 from llm_sandbox.const import SandboxBackend, SupportedLanguage
 from llm_sandbox.data import ConsoleOutput, ExecutionResult, FileType, OutputFile, PlotOutput, StreamCallback
@@ -48,6 +57,9 @@ __all__ = [
     "AsyncArtifactSandboxSession",
     "AsyncInteractiveSandboxSession",
     "AsyncSandboxSession",
+    "BackendCapabilities",
+    "BackendDefinition",
+    "BackendEntry",
     "CommandEmptyError",
     "ConsoleOutput",
     "ContainerError",
@@ -96,4 +108,8 @@ __all__ = [
     "ValidationError",
     "__version__",
     "create_session",
+    "get_backend",
+    "list_backends",
+    "register_backend",
+    "unregister_backend",
 ]

@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any
 
 from llm_sandbox.backends.base import Limits
-from llm_sandbox.backends.registry import BACKEND_SPECIFIC_OPTIONS, BackendEntry, get_backend_entry
+from llm_sandbox.backends.registry import BACKEND_SPECIFIC_OPTIONS, BackendEntry, accepting, get_backend_entry
 from llm_sandbox.errors import UnknownOptionError, ValidationError
 from llm_sandbox.hints import did_you_mean
 from llm_sandbox.languages.base import Language
@@ -25,6 +25,21 @@ DEFAULT_OUTPUT_LIMIT = 10 * 1024 * 1024
 DEFAULT_COPY_LIMIT = 1024**3
 DEFAULT_DISK_LIMIT = 2 * 1024**3
 DEFAULT_WORKDIR = "/sandbox"
+# runtime_configs keys that set a memory or CPU limit: refused on a backend that does not declare it can hold them.
+RESOURCE_LIMIT_KEYS = frozenset(
+    {
+        "mem_limit",
+        "memswap_limit",
+        "mem_reservation",
+        "cpu_count",
+        "cpu_period",
+        "cpu_quota",
+        "cpu_shares",
+        "cpuset_cpus",
+        "nano_cpus",
+        "resources",
+    }
+)
 SANDBOX_USER = "65534:65534"
 
 
@@ -237,13 +252,12 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
     policy = raw["security_policy"]
     if policy is not None and not isinstance(policy, SecurityPolicy):
         raise ValidationError("security_policy must be a SecurityPolicy")
-    if raw["commit_container"] and not entry.capabilities.commit:
-        raise UnknownOptionError(
-            f"commit_container means nothing for the {entry.name} backend (it cannot save a sandbox as an image)"
-        )
     runtime_configs = entry.validate_runtime_configs(raw["runtime_configs"] or {})
+    _refuse_what_the_backend_cannot_honour(entry, raw, runtime_configs)
     backend_options = {name: raw[name] for name in entry.options if name != "dockerfile" and raw.get(name) is not None}
-    backend_options.update({key: runtime_configs[key] for key in entry.runtime_backend_options & set(runtime_configs)})
+    # Keys that configure the backend itself go to its factory, not into the sandbox's own settings.
+    for key in entry.runtime_backend_options & set(runtime_configs):
+        backend_options[key] = runtime_configs.pop(key)
     sandbox = SandboxSpec(
         backend=entry,
         language=get_language(raw["lang"]),
@@ -279,6 +293,30 @@ def build_options(raw: dict[str, Any]) -> SessionOptions:
     )
 
 
+def _refuse_what_the_backend_cannot_honour(
+    entry: BackendEntry, raw: Mapping[str, Any], configs: Mapping[str, Any]
+) -> None:
+    """Options that need a capability the backend does not declare: refused, naming the backend and the option."""
+    if raw["commit_container"] and not entry.capabilities.commit:
+        raise UnknownOptionError(
+            f"commit_container means nothing for the {entry.name} backend (it cannot save a sandbox as an image)"
+        )
+    if raw["container_id"] is not None and not entry.capabilities.attach:
+        raise UnknownOptionError(
+            f"container_id means nothing for the {entry.name} backend: it cannot attach to a sandbox it did not "
+            "create; leave container_id out to get a new sandbox, or use a backend that attaches (docker, podman, "
+            "kubernetes)"
+        )
+    if raw["container_id"] is None and not entry.capabilities.resource_limits:
+        limits = sorted(RESOURCE_LIMIT_KEYS & set(configs))
+        if limits:
+            raise UnknownOptionError(
+                f"runtime_configs{limits} cannot be honoured by the {entry.name} backend: it does not declare "
+                "resource limits, so the sandbox would run without them; remove the keys, or use a backend that "
+                "enforces them"
+            )
+
+
 def pooled_options(options: SessionOptions, pool_spec: SandboxSpec, raw: Mapping[str, Any]) -> SessionOptions:
     """A session on a pool: the sandbox is the pool's (its language, image, backend and limits), the run policy the
     session's. Options that would make another sandbox are refused; ``lang`` may be left out (or be the pool's)."""
@@ -306,7 +344,4 @@ def pooled_options(options: SessionOptions, pool_spec: SandboxSpec, raw: Mapping
 
 
 def _accepting(option: str) -> str:
-    from llm_sandbox.backends.registry import BACKENDS
-
-    names = [entry.name for entry in BACKENDS.values() if option in entry.options]
-    return ", ".join(names) or "none in this version"
+    return ", ".join(accepting(option)) or "none in this version"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_sandbox import ContainerError, SandboxSession, SandboxTimeoutError
+from llm_sandbox import SandboxSession, SandboxTimeoutError, UnknownOptionError
 from llm_sandbox.backends.base import BackendCapabilities
 from llm_sandbox.testing.local import LOCAL_BACKEND
 
@@ -51,9 +51,10 @@ def session(workdir: Path) -> Iterator[SandboxSession]:
         yield opened
 
 
-def test_the_entry_declares_no_capability() -> None:
-    # What keeps the helper from kill(-1) and from reading the host's cgroup counters as a sandbox's.
-    assert LOCAL_BACKEND.capabilities == BackendCapabilities()
+def test_the_entry_declares_no_guarantee_of_isolation() -> None:
+    # What keeps the helper from kill(-1) and from reading the host's cgroup counters as a sandbox's: nothing but
+    # interactive sessions, which need no isolation of their own, is declared.
+    assert LOCAL_BACKEND.capabilities == BackendCapabilities(interactive=True)
 
 
 def test_run_returns_stdout_stderr_and_the_real_exit_code(session: SandboxSession, workdir: Path) -> None:
@@ -150,6 +151,6 @@ def test_open_and_close_leave_no_helper_running(workdir: Path) -> None:
 
 
 def test_attaching_is_refused_with_a_clear_error(workdir: Path) -> None:
-    session = SandboxSession(backend=LOCAL_BACKEND, lang="python", workdir=str(workdir), container_id="anything")
-    with pytest.raises(ContainerError, match="cannot attach"):
-        session.open()
+    # The entry does not declare ``attach``: the option is refused before anything runs, naming the backend.
+    with pytest.raises(UnknownOptionError, match="container_id means nothing for the local backend"):
+        SandboxSession(backend=LOCAL_BACKEND, lang="python", workdir=str(workdir), container_id="anything")

@@ -14,6 +14,9 @@ PUBLIC = {
     "AsyncArtifactSandboxSession",
     "AsyncInteractiveSandboxSession",
     "AsyncSandboxSession",
+    "BackendCapabilities",
+    "BackendDefinition",
+    "BackendEntry",
     "CommandEmptyError",
     "ConsoleOutput",
     "ContainerError",
@@ -61,6 +64,10 @@ PUBLIC = {
     "UnsupportedBackendError",
     "ValidationError",
     "create_session",
+    "get_backend",
+    "list_backends",
+    "register_backend",
+    "unregister_backend",
     "__version__",
 }
 

@@ -115,17 +115,11 @@ REFERENCE_NAMES: dict[str, tuple[str, ...]] = {
     "llm_sandbox.core.config": ("SessionConfig",),
 }
 
-_PLUGINS = "arrives with backends as plugins (issue 15), which defines our registration API"
 _ENGINE_API = (
     "the reference's wrapper of one engine's SDK calls; ours sit behind the backend contract "
     "(llm_sandbox.backends.base), which user code never calls"
 )
 NOT_PROVIDED: dict[tuple[str, str], str] = {
-    ("llm_sandbox", "BackendCapabilities"): _PLUGINS,
-    ("llm_sandbox", "BackendDefinition"): _PLUGINS,
-    ("llm_sandbox", "get_backend"): _PLUGINS,
-    ("llm_sandbox", "list_backends"): _PLUGINS,
-    ("llm_sandbox", "register_backend"): _PLUGINS,
     ("llm_sandbox", "LocalSandboxConfig"): "configures the reference's daemonless nsjail/bubblewrap backends",
     ("llm_sandbox", "SeccompPolicy"): "the reference's seccomp profile for its daemonless backends",
     ("llm_sandbox", "WindowsMxcConfig"): "configures the reference's Windows backend; this library runs on Linux",

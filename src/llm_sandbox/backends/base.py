@@ -50,6 +50,14 @@ class BackendCapabilities:
     file_size_limit: bool = False
     #: What the code writes into the sandbox is capped in total (``Limits.disk_bytes``; over it: DiskLimitError).
     disk_limit: bool = False
+    #: A sandbox can be a container or pod its owner already runs (``container_id=``).
+    attach: bool = False
+    #: Memory and CPU limits hold for a created sandbox (``runtime_configs`` mem_limit, cpu_count, ... are honoured).
+    resource_limits: bool = False
+    #: Sandboxes can be pooled and reset between users (``create_pool_manager``).
+    pooling: bool = False
+    #: Stateful interactive sessions run on it (``InteractiveSandboxSession``).
+    interactive: bool = False
 
     def for_attached(self) -> BackendCapabilities:
         """What still holds in a container its owner runs: only what the container has whoever made it."""
@@ -62,6 +70,7 @@ class BackendCapabilities:
             process_limit=False,
             file_size_limit=False,
             disk_limit=False,
+            resource_limits=False,
         )
 
     def missing(self, *names: str) -> list[str]:

@@ -30,6 +30,7 @@ from llm_sandbox.errors import (
     LanguageNotSupportedError,
     NotOpenSessionError,
     SandboxTimeoutError,
+    UnknownOptionError,
     ValidationError,
 )
 from llm_sandbox.interactive.kernel import INTERRUPT_GRACE_S, Kernel
@@ -104,6 +105,12 @@ class InteractiveSandboxSession(SandboxSession):
         if max_memory is not None:
             options["runtime_configs"] = _with_memory(options, max_memory)
         super().__init__(lang=name, **options)
+        backend = self.options.sandbox.backend
+        if not backend.capabilities.interactive:
+            raise UnknownOptionError(
+                f"the {backend.name} backend does not declare interactive sessions; use SandboxSession on it, or "
+                "an interactive session on a backend that declares them (docker, podman, kubernetes)"
+            )
         if timeout is not UNSET and timeout is not None and (isinstance(timeout, bool) or timeout <= 0):
             raise ValidationError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
         self.history_size = history_size

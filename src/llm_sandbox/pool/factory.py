@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llm_sandbox.const import SandboxBackend
-from llm_sandbox.errors import ValidationError
+from llm_sandbox.errors import UnknownOptionError, ValidationError
 from llm_sandbox.pool.config import PoolConfig
 from llm_sandbox.pool.manager import ContainerPoolManager
 from llm_sandbox.session import SandboxSession
@@ -39,4 +39,11 @@ def create_pool_manager(
     template = SandboxSession(
         client=client, backend=backend, lang=lang, image=image, libraries=libraries, **session_options
     )
+    entry = template.options.sandbox.backend
+    if not entry.capabilities.pooling:
+        raise UnknownOptionError(
+            f"the {entry.name} backend does not declare pooling: it cannot reset a sandbox between users; use "
+            "one SandboxSession per user on it, or a pool on a backend that declares pooling (docker, podman, "
+            "kubernetes)"
+        )
     return ContainerPoolManager(template.options, config)

@@ -10,7 +10,7 @@ process's environment, on the host's filesystem. It exists so that the whole hot
     with SandboxSession(backend=LOCAL_BACKEND, workdir=str(tmp_path)) as session:
         print(session.run("print(6 * 7)").stdout)
 
-Its entry declares no capability at all (``BackendCapabilities()``): that is what keeps the guest helper from ever
+Its entry declares no capability but ``interactive``: that is what keeps the guest helper from ever
 sending kill(-1), which on a host would reach every process of the user, and from reading the host's cgroup
 counters as if they were a sandbox's. A run's processes are still all killed at a timeout: the helper is their
 subreaper and kills its own descendants only. Never run untrusted code through it.
@@ -302,4 +302,8 @@ def _tar_chunks(path: str) -> Generator[bytes, None, None]:
 
 
 #: The entry to pass as ``backend=``: it declares no capability (see the module's docstring for why that matters).
-LOCAL_BACKEND = BackendEntry("local", "llm_sandbox.testing.local:LocalBackend", frozenset(), BackendCapabilities())
+# Interactive sessions are the one thing it declares: a kernel is a helper child like any run, and nothing of
+# the guarantees above depends on it.
+LOCAL_BACKEND = BackendEntry(
+    "local", "llm_sandbox.testing.local:LocalBackend", frozenset(), BackendCapabilities(interactive=True)
+)
