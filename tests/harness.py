@@ -241,6 +241,38 @@ class MicromambaHarness(Harness):
         return labelled(clients["docker"], (MANAGED_LABEL, TEST_LABEL))
 
 
+class BubblewrapHarness(Harness):
+    """bwrap process trees on this host, from the images' filesystems exported out of Docker (or Podman)."""
+
+    name = "bubblewrap"
+    UNDECLARED: ClassVar[Mapping[str, str]] = {
+        "images": "it has no image store: it runs the filesystem of an image of Docker or Podman, exported once",
+        "commit": "a sandbox is a process tree on an overlay, not a container an engine can save as an image",
+        "attach": "its sandboxes are process trees it starts itself: there is no container of another's to attach to",
+    }
+
+    @classmethod
+    def start(cls, request: pytest.FixtureRequest) -> Harness:
+        return cls()
+
+    @classmethod
+    def leftovers(cls, clients: Mapping[str, Any]) -> list[str]:
+        from llm_sandbox.backends import bwrap_cgroup
+        from llm_sandbox.backends.bwrap_scratch import SCRATCH_ROOT, scratch_labels
+
+        found = []
+        for path in sorted(SCRATCH_ROOT.iterdir()) if SCRATCH_ROOT.is_dir() else []:
+            labels = scratch_labels(path)
+            if labels is None or of_this_run(labels):
+                found.append(f"bubblewrap scratch folder {path}")
+        mine = tuple(f"pid{pid}-" for pid in THIS_RUN)
+        found += [
+            f"bubblewrap cgroup {group}" for group in bwrap_cgroup.orphan_groups(set()) if group.name.startswith(mine)
+        ]
+        return found
+
+
 HARNESSES: dict[str, type[Harness]] = {
-    harness.name: harness for harness in (DockerHarness, PodmanHarness, KubernetesHarness, MicromambaHarness)
+    harness.name: harness
+    for harness in (DockerHarness, PodmanHarness, KubernetesHarness, MicromambaHarness, BubblewrapHarness)
 }

@@ -29,6 +29,7 @@ class SandboxBackend(_NamedByValue):
     PODMAN = "podman"
     KUBERNETES = "kubernetes"
     MICROMAMBA = "micromamba"
+    BUBBLEWRAP = "bubblewrap"
 
 
 class SupportedLanguage(_NamedByValue):

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from llm_sandbox.backends.base import Backend, BackendCapabilities, Command, DuplexStream, ExecOutput
+from llm_sandbox.backends.install_step import SeparateInstalls
 from llm_sandbox.config import RunPolicy, SandboxSpec
 from llm_sandbox.data import ConsoleOutput
 from llm_sandbox.errors import (
@@ -513,7 +514,10 @@ class GuestRunner:
     def run_install(self, argv: list[str], *, timeout: float, encoding_errors: str = "replace") -> ConsoleOutput:
         """Run an install argv as the language's install user: the code user through the helper, else the engine."""
         user = self._spec.language.install_user
-        if user is None:
+        backend = self._sandbox.backend
+        # A backend that cannot give the running sandbox a network runs the install as a step of its own.
+        apart = self._sandbox.owned and isinstance(backend, SeparateInstalls)
+        if user is None and not apart:
             policy = RunPolicy(encoding_errors=encoding_errors)
             request = self.argv_request(argv, policy, cwd=None, timeout=timeout)
             if self._sandbox.owned:
@@ -528,8 +532,11 @@ class GuestRunner:
         environment = {} if self._sandbox.owned else self._spec.language.environment_for({"workdir": self.workdir})
         # The argv's own bound (``/usr/bin/timeout``) ends it first; the exec's deadline is the backstop. Root's
         # argv never goes through the sandbox's command prefix (a wrapper found on the container's PATH).
-        command = Command(argv, user=user, environment=environment, timeout=timeout + 60)
-        result = self._sandbox.backend.exec(command) if self._sandbox.owned else self._sandbox.exec(command)
+        command = Command(argv, user=user or self._spec.code_user, environment=environment, timeout=timeout + 60)
+        if isinstance(backend, SeparateInstalls) and apart:
+            result = backend.install_step(command)
+        else:
+            result = backend.exec(command) if self._sandbox.owned else self._sandbox.exec(command)
         return ConsoleOutput(
             exit_code=result.exit_code,
             stdout=result.stdout.decode("utf-8", encoding_errors),

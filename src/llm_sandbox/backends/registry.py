@@ -58,6 +58,24 @@ KUBERNETES_CAPABILITIES = BackendCapabilities(
     pooling=True,
     interactive=True,
 )
+# A bwrap process tree on this host (docs/bubblewrap.md): namespaces of its own but the user namespace, bwrap's
+# reaper as PID 1, the helper as root with its capabilities alone, cgroup v1 limits, the disk cap's tmpfs places
+# and a file-size rlimit. Installs are a step of their own with the host's network. No image store (it runs
+# images of Docker or Podman), and nothing to attach to.
+BUBBLEWRAP_CAPABILITIES = BackendCapabilities(
+    pid_namespace=True,
+    own_uid=True,
+    own_cgroup=True,
+    network_switch=True,
+    init=True,
+    user_switch=True,
+    process_limit=True,
+    file_size_limit=True,
+    disk_limit=True,
+    resource_limits=True,
+    pooling=True,
+    interactive=True,
+)
 
 Factory = Callable[..., Backend]
 logger = logging.getLogger(__name__)
@@ -328,6 +346,13 @@ BUILTIN_BACKENDS: tuple[BackendEntry, ...] = (
         KUBERNETES_CAPABILITIES,
         runtime_validator="llm_sandbox.backends.kube_pod:validate_runtime_configs",
         runtime_backend_options=frozenset({"pod_ready_timeout"}),
+    ),
+    BackendEntry(
+        SandboxBackend.BUBBLEWRAP.value,
+        "llm_sandbox.backends.bubblewrap:BubblewrapBackend",
+        frozenset(),
+        BUBBLEWRAP_CAPABILITIES,
+        runtime_validator="llm_sandbox.backends.bubblewrap:validate_runtime_configs",
     ),
 )
 
