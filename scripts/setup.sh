@@ -2,7 +2,8 @@
 # Prepare a Debian 12 machine for developing and testing llm_sandbox. Idempotent; fast when nothing is missing.
 #
 #   1. installs the missing Debian packages among: docker.io debootstrap python3 python3-venv python3-pip
-#      ca-certificates iproute2 (plus $LLM_SANDBOX_EXTRA_PACKAGES); apt-get update runs only when one is missing
+#      ca-certificates iproute2 bubblewrap (plus $LLM_SANDBOX_EXTRA_PACKAGES); apt-get update runs only when one
+#      is missing
 #   2. starts the Docker engine if it does not answer (dockerd detached, log in /var/log/dockerd.log) and
 #      recreates the docker0 bridge if it vanished while the engine runs
 #   3. creates .venv (with the first python3 on PATH, >= 3.10; else Debian's) and installs the project with
@@ -18,7 +19,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
-PACKAGES=(docker.io debootstrap python3 python3-venv python3-pip ca-certificates iproute2)
+PACKAGES=(docker.io debootstrap python3 python3-venv python3-pip ca-certificates iproute2 bubblewrap)
 read -r -a EXTRA_PACKAGES <<<"${LLM_SANDBOX_EXTRA_PACKAGES:-}"
 WITH_PODMAN="${LLM_SANDBOX_PODMAN:-0}"
 if [ "$WITH_PODMAN" = 1 ]; then
