@@ -7,6 +7,7 @@ run it at start-up or from cron::
     python -m llm_sandbox.cleanup                       # orphans of dead processes on this host (Docker)
     python -m llm_sandbox.cleanup --engine podman       # the same on Podman
     python -m llm_sandbox.cleanup --engine kubernetes   # pods, by label, in the namespaces the credentials list
+    python -m llm_sandbox.cleanup --engine bubblewrap   # bwrap sandboxes: scratch folders and cgroups (root)
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ def sweep(client: Any = None, *, older_than: float | None = None, engine: str = 
     disk-cap volumes they left; return the removed container ids (the networks and volumes are logged).
 
     ``client`` is a docker or podman SDK client; without one, the ``engine``'s default client is used.
+    ``engine="bubblewrap"`` sweeps the Bubblewrap backend's sandboxes instead (no client): what still runs of them
+    is killed, their scratch folders and cgroups removed; the scratch folders' names are returned.
     """
+    if engine == "bubblewrap" and client is None:
+        from llm_sandbox.backends.bwrap_scratch import sweep as sweep_bubblewrap
+
+        return sweep_bubblewrap(older_than=older_than)
     if client is None:
         from llm_sandbox.backends.docker_engine import default_docker_client
         from llm_sandbox.backends.podman_engine import default_podman_client
@@ -65,7 +72,7 @@ def sweep(client: Any = None, *, older_than: float | None = None, engine: str = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llm_sandbox.cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("--older-than", type=float, help="remove every library container older than this (seconds)")
-    parser.add_argument("--engine", choices=("docker", "podman", "kubernetes"), default="docker")
+    parser.add_argument("--engine", choices=("docker", "podman", "kubernetes", "bubblewrap"), default="docker")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.engine == "kubernetes":
