@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 import tarfile
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Generator
-from typing import IO, Any
+from typing import Any
 
 from llm_sandbox.backends.base import (
     ABANDONED_EXIT,
@@ -45,79 +42,15 @@ from llm_sandbox.backends.base import (
     DuplexStream,
     ExecOutput,
 )
+from llm_sandbox.backends.host_process import HostProcessStream, read_bounded
 from llm_sandbox.backends.registry import BackendEntry
 from llm_sandbox.errors import ContainerError, SandboxFileNotFoundError, ValidationError
 
 __all__ = ["LOCAL_BACKEND", "LocalBackend", "LocalStream"]
 
 ARCHIVE_CHUNK = 1024 * 1024
-READ_CHUNK = 65536
-STDERR_KEEP = 4096
-# How long a helper gets to exit on its own once its input is closed (it kills its runs first) before it is killed.
-EXIT_GRACE_S = 10.0
-
-
-class LocalStream:
-    """Stdin and stdout of a host subprocess as a ``DuplexStream``; its stderr is kept in ``stderr_tail``."""
-
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        if process.stdin is None or process.stdout is None or process.stderr is None:
-            raise ValueError("the process needs stdin, stdout and stderr pipes")
-        self.process = process
-        self._stdin: IO[bytes] = process.stdin
-        self._stdout_fd = process.stdout.fileno()
-        self._closed = False
-        self.stderr_tail = b""  # the end of what the process wrote on stderr, for error messages
-        self._stderr_reader = threading.Thread(
-            target=self._collect_stderr, args=(process.stderr,), name="local-stream-stderr", daemon=True
-        )
-        self._stderr_reader.start()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def _collect_stderr(self, stderr: IO[bytes]) -> None:
-        fd = stderr.fileno()
-        while True:
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except OSError:
-                return
-            if not data:
-                return
-            self.stderr_tail = (self.stderr_tail + data)[-STDERR_KEEP:]
-
-    def send(self, data: bytes) -> None:
-        self._stdin.write(data)
-        self._stdin.flush()
-
-    def recv(self, timeout: float | None) -> bytes:
-        """The next stdout bytes; b"" at the end of the stream; TimeoutError when none came within ``timeout``."""
-        if self._closed:
-            return b""
-        readable, _, _ = select.select([self._stdout_fd], [], [], None if timeout is None else max(0.0, timeout))
-        if not readable:
-            raise TimeoutError("no answer from the local process in time")
-        return os.read(self._stdout_fd, READ_CHUNK)
-
-    def close(self) -> None:
-        """Close stdin (the process sees end of input), wait for it to exit (kill it after a grace), reap it."""
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self._stdin.close()
-        try:
-            self.process.wait(timeout=EXIT_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._stderr_reader.join(timeout=EXIT_GRACE_S)
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+# The stream over a helper's pipes is the one every host-process backend uses (its stderr kept for errors).
+LocalStream = HostProcessStream
 
 
 class LocalBackend(Backend):
@@ -191,7 +124,7 @@ class LocalBackend(Backend):
         except PermissionError as error:
             return ExecOutput(126, b"", f"{command.argv[0]}: {error.strerror}\n".encode())
         try:
-            stdout, stderr, truncated = _read_bounded(process, command.timeout, command.output_limit)
+            stdout, stderr, truncated = read_bounded(process, command.timeout, command.output_limit)
         except TimeoutError:
             raise ContainerError(
                 f"{command.describe()} did not finish within its deadline of {command.timeout:g} s on this host; "
@@ -257,38 +190,6 @@ class LocalBackend(Backend):
     def _require_bound(self) -> None:
         if self._id is None:
             raise ContainerError("the local sandbox was removed (or never created)")
-
-
-def _read_bounded(process: subprocess.Popen[bytes], timeout: float, limit: int) -> tuple[bytes, bytes, bool]:
-    """Both pipes of ``process`` until they end and it exits: (stdout, stderr, truncated once one went past
-    ``limit``, which ends the reading at once); TimeoutError when that did not happen within ``timeout`` seconds."""
-    assert process.stdout is not None
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout
-    out, err = bytearray(), bytearray()
-    buffers = {process.stdout.fileno(): out, process.stderr.fileno(): err}
-    open_fds = list(buffers)
-    while open_fds:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        readable, _, _ = select.select(open_fds, [], [], remaining)
-        for fd in readable:
-            data = os.read(fd, READ_CHUNK)
-            if not data:
-                open_fds.remove(fd)
-                continue
-            target = buffers[fd]
-            room = limit - len(target)
-            if len(data) > room:
-                target += data[:room]
-                return bytes(out), bytes(err), True
-            target += data
-    try:
-        process.wait(max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        raise TimeoutError from None
-    return bytes(out), bytes(err), False
 
 
 def _tar_chunks(path: str) -> Generator[bytes, None, None]:
