@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from llm_sandbox.backends import bwrap_argv
-from llm_sandbox.backends.bwrap_rootfs import cache_key, image_environment
-from llm_sandbox.errors import ContainerError
+from llm_sandbox.backends.bwrap_rootfs import RootfsCache, cache_key, image_environment
+from llm_sandbox.errors import ContainerError, ImageNotFoundError
 
 
 def test_the_sandbox_unshares_every_namespace_but_the_user_one_and_no_network_unless_asked() -> None:
@@ -56,3 +59,15 @@ def test_image_configuration_and_cache_names() -> None:
     assert cache_key("sha256:" + "ab" * 32) == "ab" * 32
     with pytest.raises(ContainerError):
         cache_key("sha256:../../etc")
+
+
+def test_an_exported_image_is_used_without_any_engine(tmp_path: Path) -> None:
+    export = tmp_path / ("ab" * 32)
+    (export / "rootfs").mkdir(parents=True)
+    saved = {"image": "llm-sandbox/python:bookworm", "engine": "docker", "config": {"Env": ["PATH=/usr/bin"]}}
+    (export / "config.json").write_text(json.dumps(saved))
+    cache = RootfsCache(tmp_path, clients={})  # no engine reachable
+    found = cache.rootfs("llm-sandbox/python:bookworm")
+    assert (found.path, found.environment) == (export / "rootfs", {"PATH": "/usr/bin"})
+    with pytest.raises(ImageNotFoundError):
+        cache.rootfs("llm-sandbox/ruby:bookworm")

@@ -4,7 +4,8 @@ A sandbox's root is the image's filesystem, as ``docker export`` of a container 
 image id is exported once per host, into ``/var/cache/llm-sandbox/rootfs/<image id>/rootfs`` (root-only), next to
 the parts of the image's configuration a sandbox needs (``config.json``: its environment). A lock file per image
 id keeps two processes from exporting the same image at once; the export goes to a private folder renamed into
-place when complete, so a folder in the cache is always whole.
+place when complete, so a folder in the cache is always whole. Once exported, an image needs no engine: when none
+is reachable (or none has the image any more) the newest export of that image name is used.
 """
 
 from __future__ import annotations
@@ -69,7 +70,13 @@ class RootfsCache:
     def rootfs(self, image: str) -> ImageRootfs:
         """The exported root of ``image``, exported now if this host has none yet; ImageNotFoundError (saying
         what to do) when no reachable engine has the image."""
-        engine, client, found = self._find(image)
+        try:
+            engine, client, found = self._find(image)
+        except ImageNotFoundError:
+            cached = self._cached(image)  # no engine has it now (or none runs): an earlier export will do
+            if cached is None:
+                raise
+            return cached
         key = cache_key(str(found.id))
         folder = self.root / key
         config = dict((found.attrs or {}).get("Config") or {})
@@ -77,6 +84,21 @@ class RootfsCache:
             with self._lock(key):
                 if not (folder / "rootfs").is_dir():
                     self._export(engine, client, image, folder, config)
+        return ImageRootfs(image, folder / "rootfs", image_environment(config))
+
+    def _cached(self, image: str) -> ImageRootfs | None:
+        """The newest complete export of an image by this name, for a host whose engine is not running."""
+        exports = []
+        for config_file in self.root.glob("*/config.json") if self.root.is_dir() else []:
+            try:
+                saved = json.loads(config_file.read_text())
+            except (OSError, ValueError):
+                continue
+            if saved.get("image") == image and (config_file.parent / "rootfs").is_dir():
+                exports.append((config_file.stat().st_mtime, config_file.parent, dict(saved.get("config") or {})))
+        if not exports:
+            return None
+        _, folder, config = max(exports, key=lambda export: export[0])
         return ImageRootfs(image, folder / "rootfs", image_environment(config))
 
     def _find(self, image: str) -> tuple[str, Any, Any]:
