@@ -61,8 +61,18 @@ PUT_SCRIPT = '[ -d "$1" ] || exit 3; cd "$1" && shift && exec tar -x -f - "$@"'
 GET_SCRIPT = 'cd "$1" && exec tar -c -f - -- "$2"'
 
 # bwrap's --die-with-parent ends the sandbox when the thread that started it exits (PR_SET_PDEATHSIG follows the
-# thread): sandboxes are started from this one thread, which lives as long as the process.
-_launcher_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-sandbox-bwrap-launcher")
+# thread): sandboxes are started from this one thread, which lives as long as the process. One per process id: a
+# forked child has no copy of its parent's thread.
+_launchers: dict[int, ThreadPoolExecutor] = {}
+_launchers_lock = threading.Lock()
+
+
+def _launcher_thread() -> ThreadPoolExecutor:
+    with _launchers_lock:
+        executor = _launchers.get(os.getpid())
+        if executor is None:
+            executor = _launchers[os.getpid()] = ThreadPoolExecutor(1, "llm-sandbox-bwrap-launcher")
+        return executor
 
 
 class BubblewrapBackend(Backend):
@@ -155,7 +165,7 @@ class BubblewrapBackend(Backend):
             bwrap[0] = self._tools["bwrap"]
             argv = bwrap_argv.launch_argv(mounts, places, self._cgroups.procs_files, bwrap)
             argv[0] = self._tools["unshare"]
-            self._launcher = _launcher_thread.submit(_start_launcher, argv, info_write).result()
+            self._launcher = _launcher_thread().submit(_start_launcher, argv, info_write).result()
             scratch.record_launcher(self._launcher.pid)
         finally:
             os.close(info_write)

@@ -4,6 +4,7 @@ read of a one-shot command's output. Shared by the backends whose sandbox proces
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import select
@@ -63,6 +64,10 @@ class HostProcessStream:
             raise TimeoutError("no answer from the process in time")
         return os.read(self._stdout_fd, READ_CHUNK)
 
+    def asynchronous(self) -> LoopDrivenProcessStream:
+        """This stream driven by the running event loop (the pipes are plain file descriptors it can wait on)."""
+        return LoopDrivenProcessStream(self)
+
     def close(self) -> None:
         """Close stdin (the process sees end of input), wait for it to exit (kill it after a grace), reap it."""
         if self._closed:
@@ -80,6 +85,59 @@ class HostProcessStream:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+
+
+class LoopDrivenProcessStream:
+    """A ``HostProcessStream`` driven by the running event loop (an ``AsyncDuplexStream``): it waits for the pipes
+    with the loop's selector and reads only once stdout is readable, in the same step, so a cancelled wait has read
+    nothing and loses no byte; no thread is involved."""
+
+    def __init__(self, stream: HostProcessStream) -> None:
+        self._stream = stream
+
+    async def send(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        fd = self._stream._stdin.fileno()
+        view = memoryview(data)
+        os.set_blocking(fd, False)
+        try:
+            while view:
+                try:
+                    view = view[os.write(fd, view) :]
+                except BlockingIOError:
+                    await _ready(loop, fd, None, writing=True)
+        finally:
+            os.set_blocking(fd, True)  # the blocking ``send`` writes through a buffered file
+
+    async def recv(self, timeout: float | None) -> bytes:
+        stream = self._stream
+        if stream._closed:
+            return b""
+        loop = asyncio.get_running_loop()
+        await _ready(loop, stream._stdout_fd, None if timeout is None else loop.time() + timeout, writing=False)
+        return os.read(stream._stdout_fd, READ_CHUNK)
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, deadline: float | None, *, writing: bool) -> None:
+    """Wait until ``fd`` can be read (or written); TimeoutError at ``deadline`` (the loop's clock)."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    def expire() -> None:
+        if not ready.done():
+            ready.set_exception(TimeoutError("no answer from the process in time"))
+
+    (loop.add_writer if writing else loop.add_reader)(fd, wake)
+    timer = None if deadline is None else loop.call_at(deadline, expire)
+    try:
+        await ready
+    finally:
+        (loop.remove_writer if writing else loop.remove_reader)(fd)
+        if timer is not None:
+            timer.cancel()
 
 
 def read_bounded(process: subprocess.Popen[bytes], timeout: float, limit: int) -> tuple[bytes, bytes, bool]:
