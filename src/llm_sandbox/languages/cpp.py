@@ -19,6 +19,16 @@ import re
 
 from llm_sandbox.languages.base import Language, debian_toolchain_recipe
 
+# The flags of every compile, and of the precompiled headers, which g++ uses only when built with the same ones.
+COMPILE_FLAGS = "-std=c++17 -O2 -pipe"
+# Precompiled standard headers, made at image build time: <bits/stdc++.h> (what most generated code includes) and
+# <iostream> (the usual first include of the rest). A header's .gch in this folder, put on the include path with
+# -isystem, replaces the parse of the header when it is the code's first include; g++ skips a .gch that does not fit
+# (other -std, -O or -D flags in CXXFLAGS) without a word (-Winvalid-pch is off) and reads the real header further
+# along the path. The folder holds nothing but .gch files, so no other #include resolves differently.
+PCH_DIR = "/opt/llm-sandbox/cpp-pch"
+PCH_HEADERS = ("bits/stdc++.h", "iostream")
+
 # "$1" is the run's folder. set -f: the flags are split into words but never globbed.
 # Identical code, which evaluation harnesses send again and again, is compiled once per sandbox: the binary is kept
 # under a key made of the source, the flags and the installed packages (dpkg's status file changes with every
@@ -33,7 +43,14 @@ COMPILE_AND_RUN = (
     'if [ -n "$key" ] && [ -f "$cache/$key" ] && '
     '{ ln "$cache/$key" "$1/main" 2>/dev/null || cp "$cache/$key" "$1/main"; }; then '
     'set +f; exec "$1/main"; fi; '
-    'g++ -std=c++17 -O2 -pipe ${CXXFLAGS-} -o "$1/main" "$1/main.cpp" ${LDLIBS-} || exit; '
+    # With the precompiled headers first. Anything the compiler or linker says (a warning, an error) is said again
+    # by a plain compile, whose words the caller gets: a precompiled header changes the notes' "In file included
+    # from" lines. So the code's result never depends on the .gch files, only the time of a clean compile does.
+    f"if ! {{ [ -d {PCH_DIR} ] && g++ {COMPILE_FLAGS} ${{CXXFLAGS-}} -isystem {PCH_DIR} "
+    '-o "$1/main" "$1/main.cpp" ${LDLIBS-} 2>"$1/.pch-compile.log" && [ ! -s "$1/.pch-compile.log" ]; }; then '
+    'rm -f "$1/main" "$1/.pch-compile.log"; '
+    f'g++ {COMPILE_FLAGS} ${{CXXFLAGS-}} -o "$1/main" "$1/main.cpp" ${{LDLIBS-}} || exit; '
+    'fi; rm -f "$1/.pch-compile.log"; '
     'if [ -n "$key" ] && mkdir -p "$cache" 2>/dev/null && cp "$1/main" "$cache/.$key.$$" 2>/dev/null; then '
     'mv -f "$cache/.$key.$$" "$cache/$key"; '
     f'ls -t "$cache" | tail -n +{CACHE_KEEP + 1} | while read -r old; do rm -f "$cache/$old"; done; '
@@ -58,7 +75,20 @@ DEBIAN_PACKAGE = re.compile(
 INSTALL_TIMEOUT_S = 900
 
 # The default image, built FROM the common base by ``python -m llm_sandbox.images build cpp``.
-IMAGE_RECIPE = debian_toolchain_recipe("cpp", "g++ (C++17) and the C library headers", "g++", "g++ --version")
+# Each header is compiled from a one-line wrapper that includes it, so that its own text counts as a system header
+# as it does when code includes it; the last step checks that g++ takes the .gch as valid for the runs' flags.
+IMAGE_RECIPE = debian_toolchain_recipe("cpp", "g++ (C++17) and the C library headers", "g++", "g++ --version") + (
+    "# Precompiled standard headers for the runs' flags (see llm_sandbox/languages/cpp.py).\n"
+    f"RUN mkdir -p {PCH_DIR}/bits /tmp/pch-source/bits \\\n"
+    + "".join(
+        f"    && printf '#include <%s>\\n' '{header}' > /tmp/pch-source/{header} \\\n"
+        f"    && g++ {COMPILE_FLAGS} -x c++-header -o {PCH_DIR}/{header}.gch /tmp/pch-source/{header} \\\n"
+        f"    && printf '#include <%s>\\nint main() {{}}\\n' '{header}' | g++ {COMPILE_FLAGS} -isystem {PCH_DIR} "
+        f"-Winvalid-pch -Werror -H -x c++ -o /dev/null - 2>&1 | grep -qx '! {PCH_DIR}/{header}.gch' \\\n"
+        for header in PCH_HEADERS
+    )
+    + f"    && rm -rf /tmp/pch-source && chmod -R a+rX {PCH_DIR}\n"
+)
 
 LANGUAGE = Language(
     name="cpp",
