@@ -23,13 +23,24 @@ from llm_sandbox.languages.base import USER_PREFIX, Language, debian_toolchain_r
 # binary is kept under a key made of the source, GOFLAGS and the toolchain (its file's time and size), and linked
 # into the run's folder. The cache is in the code's temporary folder, as C++'s is (see cpp.py for why that is safe).
 CACHE_KEEP = 32
+# Go's own build cache, for code that changes: the image holds one filled by building the standard library
+# (GOCACHE_SEED, root's, read-only to the code), and a sandbox's first build copies it to the code's GOCACHE (in
+# its library prefix, counted by the disk cap: about 3 MB), so a changed program compiles and links only itself.
+# A GOCACHE that is not an absolute path (such as "off"), or one that exists already, is left as it is.
+GOCACHE_SEED = "/opt/llm-sandbox/go-cache"
+SEED_BUILD_CACHE = (
+    f'case ${{GOCACHE-}} in /*) if [ ! -d "$GOCACHE" ] && [ -d {GOCACHE_SEED} ] && mkdir -p "${{GOCACHE%/*}}"; then '
+    f'cp -R {GOCACHE_SEED} "$GOCACHE.$$" 2>/dev/null && mv -T "$GOCACHE.$$" "$GOCACHE" 2>/dev/null '
+    '|| rm -rf "$GOCACHE.$$"; fi;; esac; '
+)
 COMPILE_AND_RUN = (
     "cache=/tmp/.llm-sandbox-go-cache; key=; "
     'if [ ! -f go.mod ]; then key=$({ printf "%s\\n" "${GOFLAGS-}"; stat -L -c "%Y %s" "$(command -v go)"; '
     'cat "$1/main.go"; } | sha256sum); key=${key%% *}; fi; '
     'if [ -n "$key" ] && [ -f "$cache/$key" ] && '
     '{ ln "$cache/$key" "$1/main" 2>/dev/null || cp "$cache/$key" "$1/main"; }; then exec "$1/main"; fi; '
-    'go build -o "$1/main" "$1/main.go" || exit; '
+    + SEED_BUILD_CACHE
+    + 'go build -o "$1/main" "$1/main.go" || exit; '
     'if [ -n "$key" ] && mkdir -p "$cache" 2>/dev/null && cp "$1/main" "$cache/.$key.$$" 2>/dev/null; then '
     'mv -f "$cache/.$key.$$" "$cache/$key"; '
     f'ls -t "$cache" | tail -n +{CACHE_KEEP + 1} | while read -r old; do rm -f "$cache/$old"; done; '
@@ -55,7 +66,11 @@ GO_MODULE = re.compile(
 )
 
 # The default image, built FROM the common base by ``python -m llm_sandbox.images build go``.
-IMAGE_RECIPE = debian_toolchain_recipe("go", "the Go toolchain", "golang-go", "go version")
+IMAGE_RECIPE = debian_toolchain_recipe("go", "the Go toolchain", "golang-go", "go version") + (
+    "# The build cache sandboxes start from: the standard library built (see llm_sandbox/languages/go.py).\n"
+    f"RUN HOME=/tmp GOCACHE={GOCACHE_SEED} GOFLAGS=-modcacherw go build std \\\n"
+    f"    && rm -rf /tmp/go-build* && chmod -R a+rX {GOCACHE_SEED}\n"
+)
 
 LANGUAGE = Language(
     name="go",
