@@ -35,7 +35,15 @@ class Child:
         user: Optional[Tuple[int, int]] = None,
         pipe_fd: int = 0,
     ) -> None:
-        in_read, in_write = os.pipe() if stdin_pipe else (None, None)
+        in_read: Optional[int] = None
+        in_write: Optional[int] = None
+        if stdin_pipe and pipe_fd != 0 and user is not None:
+            # A program may open its pipe again by name (/dev/fd/3, as R opens its script), which only the pipe's
+            # owner may: it is made as the code's user (a pipe belongs to the effective ids that make it; fchown
+            # would need a capability the sandbox drops).
+            in_read, in_write = pipe_as(user)
+        elif stdin_pipe:
+            in_read, in_write = os.pipe()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         check_read, check_write = os.pipe()  # close-on-exec: stays empty when exec succeeds
@@ -123,6 +131,18 @@ class Child:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def pipe_as(user: Tuple[int, int]) -> Tuple[int, int]:
+    """A pipe owned by ``user`` (made with the effective ids switched to it, and back)."""
+    uid, gid = os.geteuid(), os.getegid()
+    os.setegid(user[1])
+    os.seteuid(user[0])
+    try:
+        return os.pipe()
+    finally:
+        os.seteuid(uid)
+        os.setegid(gid)
 
 
 def write_to_child(fd: int, data: bytes) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import USER_PREFIX, Language, debian_toolchain_recipe
+from llm_sandbox.languages.base import USER_PREFIX, Language, Spare, debian_toolchain_recipe
 
 # An npm package name (optionally @scope/), optionally @version, @range or @tag. No ':' or further '/', so that
 # aliases (npm:), git and file specs, tarball URLs and paths are refused; no spaces, quotes or shell syntax.
@@ -42,6 +42,46 @@ NPM_INSTALL = (
     'mv "$link" "$dest/node_modules/$link" || exit; done; fi'
 )
 
+# The spare (see ``Spare``): ``node -e`` with this stub waits on descriptor 3 for the code file's path, then makes the
+# process look as ``node FILE`` would have started it (``-e`` leaves its own globals, ``process._eval`` and
+# ``execArgv``: they go) and hands the file to the CommonJS loader's entry point, as Node's own main does. Stack
+# traces are the plain run's down to the loader's entry point; below it come the stub's frames instead of Node's
+# ``run_main_module``.
+SPARE_STUB = r"""
+(() => {
+  const fs = require('fs');
+  const Module = require('module');
+  const { resolve } = require('path');
+  for (const name of ['require', 'module', 'exports', '__filename', '__dirname']) delete globalThis[name];
+  // The built-in modules -e makes lazy globals of (their setter is Node's setReal; real globals are not).
+  for (const name of Module.builtinModules) {
+    const own = Object.getOwnPropertyDescriptor(globalThis, name);
+    if (own && own.set && own.set.name === 'setReal') delete globalThis[name];
+  }
+  delete process._eval;
+  process.execArgv.length = 0;
+  const chunks = [];
+  const buffer = Buffer.alloc(4096);
+  for (;;) {
+    let count;
+    try {
+      count = fs.readSync(3, buffer, 0, buffer.length, null);
+    } catch (error) {
+      if (error.code === 'EAGAIN') continue;
+      throw error;
+    }
+    if (!count) break;
+    chunks.push(Buffer.from(buffer.subarray(0, count)));
+  }
+  fs.closeSync(3);
+  const path = Buffer.concat(chunks).toString().replace(/\n$/, '');
+  if (!path) process.exit(0);
+  process.argv[1] = resolve(path);
+  /^/.exec('');  // Node's main resets RegExp's statics before the program runs
+  Module.runMain(process.argv[1]);
+})();
+"""
+
 # The default image, built FROM the common base by ``python -m llm_sandbox.images build javascript``.
 IMAGE_RECIPE = debian_toolchain_recipe("javascript", "Node.js and npm", "nodejs npm", "node --version && npm --version")
 
@@ -49,6 +89,7 @@ LANGUAGE = Language(
     name="javascript",
     file_name="main.js",
     run=("node", "{file}"),
+    spare=Spare(("node", "-e", SPARE_STUB)),
     install=("/bin/sh", "-c", NPM_INSTALL, "sh", "{prefix}/node", "{libraries}"),
     attached_install=(
         "npm",

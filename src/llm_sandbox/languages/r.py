@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from llm_sandbox.languages.base import USER_PREFIX, Language, debian_toolchain_recipe
+from llm_sandbox.languages.base import USER_PREFIX, Language, Spare, debian_toolchain_recipe
 
 # Attached containers: into the first folder of R_LIBS_USER, as the container's owner set R up.
 INSTALL_PACKAGES = """
@@ -69,6 +69,20 @@ for (package in list.files(lib)) {
 }
 """
 
+# The spare (see ``Spare``). Most of R's start-up is attaching its default packages (methods, stats, ...), before it
+# reads the script. ``Rscript /dev/fd/3`` does that and then waits on descriptor 3 for the script itself: it is
+# handed this line and the program's source, so R's own script loop runs the program, one expression at a time as
+# under ``Rscript FILE`` (the values it prints, warnings, "Calls:" and "Execution halted" are R's own). The line
+# first makes ``commandArgs()`` name the code file where R saw /dev/fd/3 (``{file}`` is the path).
+SPARE_SCRIPT = "/dev/fd/3"
+SPARE_PREAMBLE = (
+    "local({a <- commandArgs(); a[a == '--file=" + SPARE_SCRIPT + "'] <- '--file={file}'; "
+    "f <- function(trailingOnly = FALSE) { if (trailingOnly) { m <- match('--args', a, 0L); "
+    "if (m) a[-seq_len(m)] else character() } else a }; "
+    "e <- baseenv(); unlockBinding('commandArgs', e); assign('commandArgs', f, envir = e); "
+    "lockBinding('commandArgs', e)})\n"
+)
+
 # An R package name: letters, digits and dots, starting with a letter and not ending with a dot.
 R_PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]")
 
@@ -84,6 +98,7 @@ LANGUAGE = Language(
     name="r",
     file_name="main.R",
     run=("Rscript", "{file}"),
+    spare=Spare(("Rscript", SPARE_SCRIPT), hand=SPARE_PREAMBLE + "{source}"),
     install=("Rscript", "--vanilla", "-e", INSTALL_INTO_PREFIX, "{prefix}/r", "{libraries}"),
     attached_install=("Rscript", "-e", INSTALL_PACKAGES, "{libraries}"),
     environment={"R_LIBS_USER": f"{USER_PREFIX}/r"},
