@@ -37,6 +37,7 @@ lambda do
   exit!(0) if path.empty?
   source = File.binread(path)
   $0 = path
+  Process.setproctitle("ruby " + path)  # what ps shows for ruby FILE (setting $0 made it the path alone)
   stub = __FILE__
   ending = source.match(/^__END__\r?\n/)
   if ending
