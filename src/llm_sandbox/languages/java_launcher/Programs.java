@@ -35,6 +35,7 @@ import llmsandbox.launcher.SourceLaunch.Program;
 final class Programs {
     static final Path CACHE = Paths.get("/tmp/.llm-sandbox-java-cache");
     static final int KEEP = 32;
+    private static final Path LAST_RUN_CACHED = CACHE.resolve(".last-run-cached");
     private static final int FORMAT = 1;
 
     private Programs() {}
@@ -43,6 +44,7 @@ final class Programs {
         String source = SourceCompiler.read(file);
         String key = classPath.hasFolders() ? null : key(file, source, classPath);
         Program cached = key == null ? null : load(key);
+        noteLastRun(cached != null);
         if (cached != null) {
             return cached;
         }
@@ -57,6 +59,26 @@ final class Programs {
             store(key, program);
         }
         return program;
+    }
+
+    /**
+     * Whether the last run found its program in the cache (a hint for the next spare's warm-up).
+     */
+    static boolean lastRunWasCached() {
+        return Files.exists(LAST_RUN_CACHED);
+    }
+
+    private static void noteLastRun(boolean cached) {
+        try {
+            if (!cached) {
+                Files.deleteIfExists(LAST_RUN_CACHED);
+            } else if (!Files.exists(LAST_RUN_CACHED)) {
+                Files.createDirectories(CACHE);
+                Files.createFile(LAST_RUN_CACHED);
+            }
+        } catch (IOException | RuntimeException e) {
+            // only a hint for the next spare's warm-up
+        }
     }
 
     /** Goes through a cache look-up once (digest, file reading), so that a run's look-up finds it all loaded. */

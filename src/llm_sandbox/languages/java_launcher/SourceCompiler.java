@@ -58,7 +58,8 @@ final class SourceCompiler {
             throw new Error("unexpected exception from file manager", e);
         }
         JavaFileManager files = new InMemoryOutput(standard, classes);
-        JavacTask task = (JavacTask) javac.getTask(report, files, null, OPTIONS, null, List.of(new Source(file, source)));
+        List<Source> sources = List.of(new Source(file, source));
+        JavacTask task = (JavacTask) javac.getTask(report, files, null, OPTIONS, null, sources);
         TypeElement[] first = new TypeElement[1];
         task.addTaskListener(new TaskListener() {
             @Override

@@ -18,12 +18,16 @@ public final class SpareLauncher {
 
     public static void main(String[] args) throws Throwable {
         if (args.length == 1 && args[0].equals("--prepare")) {
-            Warmup.exercise(() -> false);
+            Warmup.exercise(0, () -> false);
             return;
         }
-        Warmup warmup = Warmup.startInBackground();
-        String path = readPath();
-        warmup.stop();
+        // A run already waiting (the spare was started late, behind a quick series of runs) is served at once.
+        FileInputStream stdin = new FileInputStream(FileDescriptor.in);
+        Warmup warmup = stdin.available() > 0 ? null : Warmup.startInBackground(compilerDelay());
+        String path = readPath(stdin);
+        if (warmup != null) {
+            warmup.stop();
+        }
         if (path == null) {
             return; // the helper let the spare go without a run
         }
@@ -31,11 +35,18 @@ public final class SpareLauncher {
     }
 
     /**
+     * After a run that found its program in the cache, javac waits a little before it warms up: a harness that sends
+     * the same code again and again has its next run meanwhile, and then javac would only take its CPU.
+     */
+    private static long compilerDelay() {
+        return Programs.lastRunWasCached() ? 1500 : 0;
+    }
+
+    /**
      * The first line of stdin, read byte by byte from the descriptor so that nothing past it is consumed. The helper
      * closes the pipe after the line: the program then finds stdin empty, at its end, as /dev/null is in a run.
      */
-    private static String readPath() throws IOException {
-        FileInputStream in = new FileInputStream(FileDescriptor.in);
+    private static String readPath(FileInputStream in) throws IOException {
         ByteArrayOutputStream line = new ByteArrayOutputStream();
         int b;
         while ((b = in.read()) != -1 && b != '\n') {

@@ -1,47 +1,50 @@
 package llmsandbox.launcher;
 
+import java.io.InputStream;
 import java.io.Writer;
+import java.lang.reflect.Method;
 import java.nio.file.Path;
 import java.nio.file.Paths;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.function.BooleanSupplier;
-import llmsandbox.launcher.SourceLaunch.Program;
 
 /**
- * Exercises, while the spare waits, what a run goes through: javac compiling a small class that uses the common
- * language features, its loading, and a call of its main (string concatenation and lambdas bootstrap on first use).
- * In the background it gives way as soon as a run arrives: javac is abandoned at its next phase, and a run that finds
- * its program in the cache never waits for it.
+ * Exercises, while the spare waits, what a run goes through: a cache look-up, a program's loading and the call of
+ * its main, and javac compiling a small class. In the background it gives way as soon as a run arrives: javac is
+ * abandoned at its next phase, and a run that finds its program in the cache never waits for it.
  */
 final class Warmup {
+    /** The class javac warms on: as the runs' programs, in the default package with a main. */
     private static final String SOURCE = String.join("\n",
             "import java.util.*;",
-            "import java.util.stream.*;",
             "public class Warm {",
-            "    record Pair(String name, int value) {}",
-            "    public static void main(String[] args) throws Exception {",
-            "        List<Pair> pairs = new ArrayList<>();",
-            "        for (int i = 0; i < 3; i++) pairs.add(new Pair(\"p\" + i, i * 2));",
-            "        Map<String, Integer> map = pairs.stream()",
-            "            .filter(p -> p.value() >= 0)",
-            "            .collect(Collectors.toMap(Pair::name, Pair::value));",
-            "        StringBuilder out = new StringBuilder(String.format(\"%d %s\", map.size(), Arrays.toString(args)));",
-            "        Runnable task = () -> out.append(Math.max(1, 2));",
-            "        task.run();",
-            "        if (out.length() < 0) System.out.println(out + \" \" + map);",
+            "    public static void main(String[] args) {",
+            "        List<String> names = new ArrayList<>(List.of(args));",
+            "        names.removeIf(name -> name.isEmpty());",
+            "        for (String name : names) System.out.println(\"name: \" + name);",
             "    }",
             "}",
             "");
 
+    /** Compiles of the warm-up class: the first loads javac, the next ones give the JIT compiler its hot paths. */
+    private static final int COMPILES = 2;
+
     private final Thread thread;
     private volatile boolean stopped;
 
-    private Warmup() {
-        thread = new Thread(() -> exercise(() -> stopped), "llm-sandbox-warmup");
+    private Warmup(long compilerDelayMillis) {
+        thread = new Thread(() -> exercise(compilerDelayMillis, () -> stopped), "llm-sandbox-warmup");
         thread.setDaemon(true);
     }
 
-    static Warmup startInBackground() {
-        Warmup warmup = new Warmup();
+    /**
+     * Starts the warm-up; javac's part (the costly one: about a second and a half of CPU on a cold JVM, which a run
+     * arriving meanwhile shares) begins only after {@code compilerDelayMillis} without a run.
+     */
+    static Warmup startInBackground(long compilerDelayMillis) {
+        Warmup warmup = new Warmup(compilerDelayMillis);
         warmup.thread.start();
         return warmup;
     }
@@ -50,20 +53,40 @@ final class Warmup {
         stopped = true;
     }
 
-    /** Compiles and runs the warm-up class; quietly gives up when {@code stop} says so or anything fails. */
-    static void exercise(BooleanSupplier stop) {
+    /**
+     * Runs {@link WarmProgram} as a run's program is run (a cache look-up first), then, after {@code
+     * compilerDelayMillis}, has javac compile a small class {@link #COMPILES} times; quietly gives up when {@code stop}
+     * says so or anything fails.
+     */
+    static void exercise(long compilerDelayMillis, BooleanSupplier stop) {
         try {
             Programs.warm();
-            Path file = Paths.get("/nonexistent/Warm.java");
-            Program program = SourceCompiler.compile(file, SOURCE, Writer.nullWriter(), stop, false);
-            if (stop.getAsBoolean()) {
-                return;
+            runAsProgram(WarmProgram.class);
+            for (long waited = 0; waited < compilerDelayMillis && !stop.getAsBoolean(); waited += 50) {
+                Thread.sleep(50);
             }
-            ClassLoader loader = new SourceClassLoader(program.classes(), Warmup.class.getClassLoader(), file);
-            Class<?> main = Class.forName(program.mainClass(), true, loader);
-            main.getDeclaredMethod("main", String[].class).invoke(null, (Object) new String[0]);
+            Path file = Paths.get("/nonexistent/Warm.java");
+            for (int round = 0; round < COMPILES && !stop.getAsBoolean(); round++) {
+                SourceCompiler.compile(file, SOURCE, Writer.nullWriter(), stop, false);
+            }
         } catch (Throwable e) {
             // a warm-up that fails or is abandoned leaves the run to do the work
         }
+    }
+
+    /** Defines {@code type}'s classes anew in a {@link SourceClassLoader} and calls their main, as a run does. */
+    private static void runAsProgram(Class<?> type) throws Exception {
+        Map<String, byte[]> classes = new HashMap<>();
+        for (String name : List.of(type.getName(), type.getName() + "$Pair")) {
+            try (InputStream in = type.getResourceAsStream("/" + name.replace('.', '/') + ".class")) {
+                if (in == null) {
+                    return;
+                }
+                classes.put(name, in.readAllBytes());
+            }
+        }
+        ClassLoader loader = new SourceClassLoader(classes, Warmup.class.getClassLoader(), Paths.get("/nonexistent"));
+        Method main = Class.forName(type.getName(), true, loader).getDeclaredMethod("main", String[].class);
+        main.invoke(null, (Object) new String[0]);
     }
 }
