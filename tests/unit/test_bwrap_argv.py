@@ -51,7 +51,13 @@ def test_the_launcher_mounts_the_overlay_and_the_capped_places_then_execs_bwrap(
     assert argv[:4] == ["unshare", "--mount", "--propagation", "private"]
     assert "/cg/a/cgroup.procs /cg/b/cgroup.procs" in argv
     assert "lowerdir=/cache/rootfs,upperdir=/s/upper,workdir=/s/work" in argv
-    assert argv[-5:] == ["size=1024,mode=1777,uid=0,gid=0,nosuid,nodev", "/s/root/tmp", "--", "bwrap", "x"]
+    options = "size=1024,mode=1777,uid=0,gid=0,nosuid,nodev"
+    assert argv[-6:] == [options, "/s/root/tmp", "/cache/rootfs/tmp", "--", "bwrap", "x"]
+    nested = [bwrap_argv.TmpfsPlace("/tmp/work", 1, 0o755, (1, 1)), place]
+    ordered = bwrap_argv.launch_argv(mounts, nested, [], ["bwrap"])
+    assert ordered.index("/s/root/tmp") < ordered.index("/s/root/tmp/work")  # the outer place is mounted first
+    plain = bwrap_argv.launch_argv(mounts, [place], [], ["bwrap"], copy_up=False)  # a default image: nothing there
+    assert plain[-5:] == [options, "/s/root/tmp", "", "--", "bwrap"]
 
 
 def test_image_configuration_and_cache_names() -> None:

@@ -5,7 +5,8 @@ Its root is the filesystem of the same image a Docker or Podman sandbox runs, ex
 (``bwrap_scratch``); how it is launched and entered is in ``bwrap_argv``, its limits in ``bwrap_cgroup``. The
 guest helper runs in it as root with the helper's capabilities alone, and the code as the unprivileged code uid,
 as on the engines. Installs are a step of their own (``install_step``): a one-off bwrap with the host's network
-that writes the code's library prefix and nothing else. See docs/bubblewrap.md for what holds and what does not.
+that writes the code's library prefix and workdir and nothing else. See docs/bubblewrap.md for what holds and
+what does not.
 
 Needs root on the host (mounts, cgroups, entering namespaces), ``bwrap`` and util-linux's ``nsenter``,
 ``unshare`` and ``prlimit``; the images need ``setpriv`` (util-linux, in every Debian image) and GNU tar.
@@ -111,7 +112,8 @@ class BubblewrapBackend(Backend):
         self._tools = _host_tools()
         rootfs = self._rootfs.rootfs(spec.image)
         self._spec = spec
-        self._environment = {**rootfs.environment, **dict(spec.environment)}
+        configured = dict(spec.runtime_configs.get("environment") or {})
+        self._environment = {**rootfs.environment, **configured, **dict(spec.environment)}
         self._scratch = make_scratch(dict(spec.labels))
         self.owned = True
         try:
@@ -163,7 +165,9 @@ class BubblewrapBackend(Backend):
                 network=spec.network_enabled,
             )
             bwrap[0] = self._tools["bwrap"]
-            argv = bwrap_argv.launch_argv(mounts, places, self._cgroups.procs_files, bwrap)
+            argv = bwrap_argv.launch_argv(
+                mounts, places, self._cgroups.procs_files, bwrap, copy_up=not spec.default_image
+            )
             argv[0] = self._tools["unshare"]
             self._launcher = _launcher_thread().submit(_start_launcher, argv, info_write).result()
             scratch.record_launcher(self._launcher.pid)
@@ -254,14 +258,16 @@ class BubblewrapBackend(Backend):
     def install_step(self, command: Command) -> ExecOutput:
         """Run an install as a step of its own: a one-off bwrap on the sandbox's root, with the host's network
         while the install window is open (``set_network``) or the sandbox has the network anyway. Root's installs
-        (system packages) may write the sandbox's root; any other user's only the code's library prefix."""
+        (system packages) may write the sandbox's root; any other user's only the code's library prefix and the
+        workdir."""
         self._require_bound()
         assert self._spec is not None
         assert self._launcher is not None
         assert self._cgroups is not None
         assert self._scratch is not None
         root = str(self._scratch.root)
-        writable = None if (command.user or "0") in ("0", "root", "0:0") else [USER_PREFIX]
+        # The workdir too: a Go install records the module's requirements in its go.mod, as on the engines.
+        writable = None if (command.user or "0") in ("0", "root", "0:0") else [USER_PREFIX, self._spec.workdir]
         capabilities = bwrap_argv.HELPER_CAPABILITIES
         file_size = None if "file_size_limit" in self._spec.relaxed else self._spec.limits.file_size_bytes
         argv = bwrap_argv.join_argv(self._cgroups.procs_files, file_size)
@@ -443,8 +449,9 @@ def _chunks(process: subprocess.Popen[bytes]) -> Generator[bytes, None, None]:
         _end(process)
 
 
-#: The runtime_configs a bubblewrap sandbox understands: the code's user. Limits come from the session's options.
-RUNTIME_KEYS = frozenset({"user"})
+#: The runtime_configs a bubblewrap sandbox understands: the code's user and the sandbox's environment variables.
+#: Limits come from the session's options.
+RUNTIME_KEYS = frozenset({"user", "environment"})
 
 
 def validate_runtime_configs(configs: Mapping[str, Any]) -> dict[str, Any]:
@@ -458,4 +465,8 @@ def validate_runtime_configs(configs: Mapping[str, Any]) -> dict[str, Any]:
             )
         if key == "user" and not isinstance(value, str):
             raise ValidationError(f"runtime_configs['user'] must be a user as a string ('uid:gid'), not {value!r}")
+        if key == "environment" and not (
+            isinstance(value, Mapping) and all(isinstance(item, str) for pair in value.items() for item in pair)
+        ):
+            raise ValidationError(f"runtime_configs['environment'] must map names to strings, not {value!r}")
     return dict(configs)

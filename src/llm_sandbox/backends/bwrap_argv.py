@@ -19,12 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 #: What the launcher runs as root in its private mount namespace. Arguments: the cgroup.procs files to join
-#: (one word, space separated), the overlay's options and mount point, then (tmpfs options, place) pairs up to
-#: "--", then the bwrap argv. Exit 125: the launch itself failed (the stderr says what).
+#: (one word, space separated), the overlay's options and mount point, then (tmpfs options, place, the image's
+#: folder there, or "") triples up to "--", then the bwrap argv. A capped place is a tmpfs over the image's folder:
+#: what the image holds there is copied in, the place keeping its own owner and mode (the default images hold
+#: nothing there, and are given ""). Exit 125: the launch itself failed (the stderr says what).
 LAUNCH_SCRIPT = (
     'for procs in $1; do echo 0 > "$procs" || exit 125; done; '
     'mount -t overlay overlay -o "$2" "$3" || exit 125; shift 3; '
-    'while [ "$1" != -- ]; do mount -t tmpfs -o "$1" tmpfs "$2" || exit 125; shift 2; done; shift; '
+    'while [ "$1" != -- ]; do mkdir -p "$2" && mount -t tmpfs -o "$1" tmpfs "$2" || exit 125; '
+    'if [ -n "$3" ] && [ -d "$3" ]; then (tar -C "$3" -cf - . | tar -C "$2" -xf - --no-overwrite-dir) || exit 125; fi; '
+    "shift 3; done; shift; "
     'exec "$@"'
 )
 #: What an exec runs on the host before entering: join the sandbox's cgroups (argument 1), then the rest.
@@ -79,11 +83,15 @@ def launch_argv(
     places: Sequence[TmpfsPlace],
     cgroup_procs: Sequence[str],
     bwrap: Sequence[str],
+    *,
+    copy_up: bool = True,
 ) -> list[str]:
-    """The launcher: a private mount namespace, the root and places mounted there, the cgroups joined, bwrap."""
-    pairs: list[str] = []
-    for place in places:
-        pairs += [place.options(), mounts.root + place.path]
+    """The launcher: a private mount namespace, the root and places mounted there (with the image's files at them
+    when ``copy_up``), the cgroups joined, bwrap."""
+    triples: list[str] = []
+    # Outer places first: a workdir under /tmp is mounted on the /tmp place, not hidden by it.
+    for place in sorted(places, key=lambda item: item.path.count("/")):
+        triples += [place.options(), mounts.root + place.path, mounts.lower + place.path if copy_up else ""]
     return [
         "unshare",
         "--mount",
@@ -97,7 +105,7 @@ def launch_argv(
         " ".join(cgroup_procs),
         mounts.overlay_options(),
         mounts.root,
-        *pairs,
+        *triples,
         "--",
         *bwrap,
     ]
@@ -134,16 +142,14 @@ def install_bwrap_argv(
     installs); ``capabilities`` kept for the ``user_argv`` that follows."""
     argv = ["bwrap", *(option for option in UNSHARED if option != "--unshare-net")]
     argv += ["--die-with-parent", "--new-session"]
-    if writable is None:
-        argv += ["--bind", root, "/"]
-    else:
-        argv += ["--ro-bind", root, "/"]
-        for place in writable:
-            argv += ["--bind", root + place, place]
+    argv += ["--bind" if writable is None else "--ro-bind", root, "/"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
     # Temporary folders of the step's own: nothing the code left in the sandbox's is read, nothing stays.
     for temporary in ("/tmp", "/var/tmp"):  # noqa: S108 - the step's own tmpfs places
         argv += ["--perms", "1777", "--tmpfs", temporary]
+    # After them: a workdir under /tmp is the sandbox's, bound onto the step's /tmp.
+    for place in writable or ():
+        argv += ["--bind", root + place, place]
     for capability in capabilities:
         argv += ["--cap-add", f"CAP_{capability.upper()}"]
     return [*argv, "--chdir", workdir, "--"]
