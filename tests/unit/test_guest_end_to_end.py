@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ import pytest
 from llm_sandbox.errors import OutputDecodingError
 from llm_sandbox.guest import BOOTSTRAP, agent_payload
 from llm_sandbox.guest.protocol import FRAME_HEADER, Ended, Field, Frame
-from llm_sandbox.guest.warm import WARM_IMPORTS, python_recipe
+from llm_sandbox.guest.warm import HAND_LIMIT, WARM_IMPORTS, python_recipe, spare_recipe
 from llm_sandbox.link import FinalReply, GuestLink, OutputCallback, Reply
 from llm_sandbox.messages import (
     CloseReply,
@@ -783,3 +784,82 @@ def test_a_cancel_that_crosses_the_reply_is_skipped(guest: Guest) -> None:
     stdin.write(FRAME_HEADER.pack(Frame.CANCEL, 0))  # as if the host's cancel left just as the reply came
     stdin.flush()
     assert guest.run([PYTHON, "-c", "print('next')"]).stdout == "next\n"
+
+
+# A shell stands in for an interpreter's stub: it waits on descriptor 3 for the path, says it is the spare (with what
+# its stdin holds), closes the descriptor and shows the file as the plain run (cat FILE) would.
+SPARE_RUN = ["cat", "{file}"]
+SPARE_STUB = 'read path <&3; exec 3<&-; echo "spare $(wc -c)"; exec cat "$path"'
+SOURCE_STUB = 'echo "spare $(wc -c)"; exec cat <&3'
+
+
+def run_for_spare(guest: Guest, recipe: dict[str, Any] | None, text: str = "hello\n") -> ExecReply:
+    request = ExecRequest(
+        argv=("cat", "{tmp}/file.txt"),
+        cwd=str(guest.workdir),
+        env={"PATH": os.environ["PATH"]},
+        timeout=10,
+        output_limit=1 << 20,
+        files=(CodeFile("{tmp}/file.txt", text),),
+        spare=recipe,
+    )
+    reply = guest.request(request)
+    assert reply.error is None, reply.error
+    return ExecReply.from_reply(reply)
+
+
+def waiting_spare(guest: Guest, within_s: float = 3.0) -> int:
+    """The pid of the guest's child that runs the stand-in's stub (started once the last reply was out)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    command = handle.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == guest.process.pid and b"spare" in command:
+                return int(name)
+        time.sleep(0.01)
+    raise AssertionError("no spare is waiting")
+
+
+def test_the_run_after_a_run_is_served_by_a_spare_with_stdin_empty(guest: Guest) -> None:
+    recipe = spare_recipe(["/bin/sh", "-c", SPARE_STUB], SPARE_RUN)
+    assert run_for_spare(guest, recipe).stdout == "hello\n"  # nothing was waiting: the plain run
+    assert run_for_spare(guest, recipe).stdout == "spare 0\nhello\n"
+    assert run_for_spare(guest, recipe, "again\n").stdout == "spare 0\nagain\n"
+
+
+def test_any_other_request_or_recipe_throws_the_spare_away(guest: Guest) -> None:
+    recipe = spare_recipe(["/bin/sh", "-c", SPARE_STUB], SPARE_RUN)
+    run_for_spare(guest, recipe)
+    spare = waiting_spare(guest)
+    assert run_for_spare(guest, None).stdout == "hello\n"  # a run without the recipe (a command, an install)
+    assert gone_soon(spare)
+    run_for_spare(guest, recipe)
+    other = spare_recipe(["/bin/sh", "-c", SPARE_STUB + " # another"], SPARE_RUN)
+    assert run_for_spare(guest, other).stdout == "hello\n"  # another recipe: its own spare comes next
+    assert run_for_spare(guest, other).stdout == "spare 0\nhello\n"
+
+
+def test_a_spare_that_died_is_replaced_and_the_run_starts_cold(guest: Guest) -> None:
+    recipe = spare_recipe(["/bin/sh", "-c", SPARE_STUB], SPARE_RUN)
+    run_for_spare(guest, recipe)
+    os.kill(waiting_spare(guest), signal.SIGKILL)
+    assert run_for_spare(guest, recipe).stdout == "hello\n"
+    assert run_for_spare(guest, recipe).stdout == "spare 0\nhello\n"
+
+
+def test_a_spare_can_be_handed_the_source_up_to_what_the_pipe_holds(guest: Guest) -> None:
+    recipe = spare_recipe(["/bin/sh", "-c", SOURCE_STUB], SPARE_RUN, hand="# {file}\n{source}")
+    run_for_spare(guest, recipe)
+    warm = run_for_spare(guest, recipe).stdout.splitlines()
+    assert warm[0] == "spare 0" and warm[1].startswith("# /") and warm[1].endswith("/file.txt")
+    assert warm[2:] == ["hello"]
+    large = "x" * HAND_LIMIT + "\n"
+    assert run_for_spare(guest, recipe, large).stdout == large  # too large to hand over: the plain run
