@@ -41,6 +41,15 @@ HELLO = {
     "r": 'cat("hello\\n")\n',
 }
 HELLO_EXPECTED = "hello\n"
+# The "changed source" part of it: the same program with a comment that differs at every run, so that no cache of
+# built programs can answer and each run pays its compile (C++, Go) or its source launch (Java).
+CHANGED_SOURCE_LANGUAGES = ("cpp", "go", "java")
+# The code's user in the default images: the spare (the process kept waiting for the next run) is its only process
+# between two hello worlds.
+CODE_UID = "65534"
+SPARE_WAIT_S = 15.0
+SPARE_STABLE_READS = 4
+SPARE_READ_INTERVAL_S = 0.33
 
 # The "plot" workload: one matplotlib figure, shown.
 PLOT_CODE = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('one plot')\nplt.show()\n"
@@ -76,12 +85,21 @@ def check_one_png(result: Any) -> None:
         )
 
 
+def settled(rows: list[list[str]], first: list[list[str]]) -> bool:
+    """The same processes as ``first`` (pid and command), holding within 2 % of its memory."""
+    if [(row[0], row[3]) for row in rows] != [(row[0], row[3]) for row in first]:
+        return False
+    memory, before = sum(int(row[2]) for row in rows), sum(int(row[2]) for row in first)
+    return abs(memory - before) <= before * 0.02
+
+
 class Worker:
     def __init__(self, side: str) -> None:
         self.side = side
         self.session: Any = None
         self.plot_session: Any = None
         self.lang_sessions: dict[str, Any] = {}
+        self.changed_runs = 0
 
     def container_of(self, session: Any) -> str:
         # Ours exposes ``container_id``; the reference keeps the docker SDK container object (its artifact session
@@ -191,6 +209,50 @@ class Worker:
         seconds = time.perf_counter() - started
         check(f"{lang} hello world", result, HELLO_EXPECTED)
         return {"seconds": seconds}
+
+    def op_lang_run_changed(self, request: dict[str, Any]) -> dict[str, Any]:
+        lang = str(request["lang"])
+        session = self.lang_sessions.get(lang)
+        if session is None:
+            raise BenchmarkError(f"no {lang} session is open: send 'lang_open' first")
+        self.changed_runs += 1
+        code = f"{HELLO[lang]}// fresh source {self.changed_runs}\n"
+        started = time.perf_counter()
+        result = session.run(code)
+        seconds = time.perf_counter() - started
+        check(f"{lang} hello world with a fresh source", result, HELLO_EXPECTED)
+        return {"seconds": seconds}
+
+    def op_lang_spare_rss(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Ours only: the resident memory (kB) of the code user's processes while the session waits between runs,
+        which is the spare alone; None when the language has no spare."""
+        import docker
+
+        from llm_sandbox.languages.registry import LANGUAGES
+
+        lang = str(request["lang"])
+        session = self.lang_sessions.get(lang)
+        if session is None:
+            raise BenchmarkError(f"no {lang} session is open: send 'lang_open' first")
+        if getattr(LANGUAGES[lang], "spare", None) is None:
+            return {"seconds": 0.0, "rss_kb": None}
+        container = docker.from_env().containers.get(self.container_of(session))
+        deadline = time.monotonic() + SPARE_WAIT_S
+        seen: list[list[list[str]]] = []
+        # The helper starts the next spare after a run; a spare may start through wrappers that exec the real
+        # process (Rscript's shell script) and then load what it keeps ready (R attaches its default packages):
+        # read it once the code user's processes and their memory stay the same for about a second.
+        while time.monotonic() < deadline:
+            table = container.top(ps_args="-eo pid,uid,rss,args")  # the engine wants the pid column
+            seen.append([row for row in table["Processes"] if row[1] == CODE_UID])
+            recent = seen[-SPARE_STABLE_READS:]
+            if len(recent) == SPARE_STABLE_READS and recent[0] and all(settled(rows, recent[0]) for rows in recent):
+                break
+            time.sleep(SPARE_READ_INTERVAL_S)
+        rows = seen[-1] if seen else []
+        if not rows:
+            raise BenchmarkError(f"no spare process of uid {CODE_UID} in the {lang} sandbox")
+        return {"seconds": 0.0, "rss_kb": sum(int(row[2]) for row in rows)}
 
     def op_lang_close(self, request: dict[str, Any]) -> dict[str, Any]:
         session = self.lang_sessions.pop(str(request["lang"]), None)
