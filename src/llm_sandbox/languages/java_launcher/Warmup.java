@@ -35,7 +35,15 @@ final class Warmup {
     private volatile boolean stopped;
 
     private Warmup(long compilerDelayMillis) {
-        thread = new Thread(() -> exercise(compilerDelayMillis, () -> stopped), "llm-sandbox-warmup");
+        // Beside the main group, not in it: a program counting its threads (Thread.activeCount) while an abandoned
+        // warm-up is still winding down does not count this one.
+        ThreadGroup group = new ThreadGroup(Thread.currentThread().getThreadGroup().getParent(), "llm-sandbox");
+        thread = new Thread(group, () -> {
+            exercise(compilerDelayMillis, () -> stopped);
+            if (!stopped) {
+                System.gc(); // the program then finds a heap without the warm-up's garbage, as a fresh JVM's
+            }
+        }, "llm-sandbox-warmup");
         thread.setDaemon(true);
     }
 
