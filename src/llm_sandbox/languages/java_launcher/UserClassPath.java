@@ -11,6 +11,11 @@ import java.util.List;
  * The program's class path, from CLASSPATH as the {@code java} launcher reads it when the run starts (the spare's own
  * class path holds only the launcher): unset means ".", and an entry that is {@code *} or ends in {@code /*} stands
  * for the .jar and .JAR files of that folder in directory order, or stays as written when there are none.
+ *
+ * <p>Its classes come from a loader of their own, the parent of the program's loader and the main thread's context
+ * loader; {@code ClassLoader.getSystemClassLoader()} does not see them, unlike under {@code java File.java}. (A
+ * system class loader of the launcher's, {@code -Djava.system.class.loader}, would, but it switches off the class
+ * data sharing archive for javac's classes, and the JVM warns about it on stderr.)
  */
 final class UserClassPath {
     private final String text;
