@@ -87,7 +87,8 @@ def image_steps() -> str:
         f"    java src/{PROBE} > {LAUNCHER_FRAMES}; test -s {LAUNCHER_FRAMES}; \\",
         f"    java -Xlog:cds*=off -XX:ArchiveClassesAtExit={LAUNCHER_ARCHIVE} \\",
         f"        -cp {LAUNCHER_JAR} {MAIN_CLASS} --prepare; \\",
-        f"    test -s {LAUNCHER_ARCHIVE}",
+        f"    test -s {LAUNCHER_ARCHIVE}; \\",
+        "    rm -rf /tmp/hsperfdata_root",  # the build's JVMs' performance data: nothing a sandbox should find
     ]
     return "\n".join(lines) + "\n"
 
