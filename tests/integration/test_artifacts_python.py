@@ -17,7 +17,7 @@ import pytest
 from harness import Harness
 from llm_sandbox import ArtifactSandboxSession, FileType, PlotOutput
 
-pytestmark = pytest.mark.backends("docker", "podman", "kubernetes", "micromamba")
+pytestmark = pytest.mark.backends("docker", "podman", "kubernetes", "micromamba", "bubblewrap")
 
 
 def artifact_session(backend: Harness, **options: Any) -> ArtifactSandboxSession:

@@ -13,7 +13,7 @@ from harness import Harness
 from llm_sandbox import ArtifactSandboxSession, FileType, PlotOutput
 
 # Not Micromamba: its stand-in image is the Python one, without R.
-pytestmark = pytest.mark.backends("docker", "podman", "kubernetes")
+pytestmark = pytest.mark.backends("docker", "podman", "kubernetes", "bubblewrap")
 
 DEVICE_PAGE = (700, 500)  # the capture's default device: 7 x 5 inches at 100 dpi
 

@@ -120,7 +120,7 @@ def test_closing_during_a_run_ends_it(backend: Harness) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.backends("docker", "podman")
+@pytest.mark.backends("docker", "podman", "bubblewrap")
 def test_sixteen_sessions_run_at_once_from_one_loop(backend: Harness) -> None:
     count = 16
 

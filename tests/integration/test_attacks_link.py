@@ -64,12 +64,12 @@ def attached(backend: Harness, make_container: Any, engine_client: Any) -> Itera
         built.close()
 
 
-@pytest.mark.backends("docker", "podman")
+@pytest.mark.backends("docker", "podman", "bubblewrap")
 def test_an_exec_past_its_deadline_is_abandoned_promptly(attached: Backend) -> None:
     _check_deadline(attached)
 
 
-@pytest.mark.backends("docker", "podman")
+@pytest.mark.backends("docker", "podman", "bubblewrap")
 @pytest.mark.parametrize("stream", list(FLOODS))
 def test_an_exec_past_its_byte_cap_is_cut_and_abandoned_promptly(attached: Backend, stream: str) -> None:
     _check_byte_cap(attached, stream)

@@ -22,7 +22,7 @@ from llm_sandbox import (
     SandboxTimeoutError,
 )
 
-pytestmark = pytest.mark.backends("docker", "podman", "kubernetes", "micromamba")
+pytestmark = pytest.mark.backends("docker", "podman", "kubernetes", "micromamba", "bubblewrap")
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

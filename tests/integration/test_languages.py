@@ -23,7 +23,7 @@ from llm_sandbox import (
 from llm_sandbox.images import build_hint, default_image
 from llm_sandbox.languages.registry import get_language
 
-pytestmark = pytest.mark.backends("docker", "podman")
+pytestmark = pytest.mark.backends("docker", "podman", "bubblewrap")
 
 # Every process in the sandbox but the lister itself: "pid args".
 PROCESSES = (
@@ -215,9 +215,11 @@ LANGS = list(CASES)
 
 
 @pytest.fixture(scope="module", params=LANGS)
-def case(request: pytest.FixtureRequest, backend: Harness, engine_client: Any) -> Case:
+def case(request: pytest.FixtureRequest, backend: Harness) -> Case:
     lang = str(request.param)
     engine = backend.engine or "docker"
+    # Bubblewrap has no engine of its own: it runs the filesystems of Docker's images.
+    engine_client = backend.sdk_client or request.getfixturevalue("docker_client")
     try:
         engine_client.images.get(default_image(lang))
     except Exception:

@@ -21,7 +21,7 @@ from llm_sandbox import (
 from llm_sandbox.cleanup import sweep
 from llm_sandbox.labels import MANAGED_LABEL, OWNER_PID_LABEL, sandbox_labels
 
-pytestmark = pytest.mark.backends("docker", "podman")
+pytestmark = pytest.mark.backends("docker", "podman", "bubblewrap")
 
 
 def _managed(client: Any, label: str = MANAGED_LABEL) -> set[str]:

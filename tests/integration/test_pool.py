@@ -353,7 +353,7 @@ def test_a_killed_pool_owner_leaves_nothing_the_sweep_cannot_find(backend: Harne
     assert engine_client.volumes.list(filters=mine) == []
 
 
-@pytest.mark.backends("docker", "podman")  # the plotting libraries are in the default Python image
+@pytest.mark.backends("docker", "podman", "bubblewrap")  # the plotting libraries are in the default Python image
 def test_an_artifact_session_on_a_pool_gets_its_plots_and_leaves_none(backend: Harness) -> None:
     draw = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\n"
     with pool_of(backend, max_pool_size=1) as pool:

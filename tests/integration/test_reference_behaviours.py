@@ -23,7 +23,7 @@ from llm_sandbox import (
 from llm_sandbox.exceptions import NotOpenSessionError, SandboxTimeoutError, SecurityViolationError
 from llm_sandbox.interactive import InteractiveSettings
 
-pytestmark = pytest.mark.backends("docker", "podman")
+pytestmark = pytest.mark.backends("docker", "podman", "bubblewrap")
 
 REFERENCE_SESSION_CLASSES = {
     "docker": ("llm_sandbox.docker", "SandboxDockerSession"),

@@ -9,7 +9,7 @@ from llm_sandbox.backends.base import Command
 from llm_sandbox.languages.base import USER_PREFIX
 
 # Created sandboxes on the OCI engines: installs go to the prefix (micromamba's go to its environment instead).
-pytestmark = pytest.mark.backends("docker", "podman")
+pytestmark = pytest.mark.backends("docker", "podman", "bubblewrap")
 
 
 def test_a_program_installed_for_the_code_is_on_the_codes_path_and_never_on_roots(backend: Harness) -> None:
