@@ -311,6 +311,7 @@ def test_the_caps_bound_what_a_run_sends_back(backend: Harness) -> None:
         assert big.artifacts_truncated
 
 
+@pytest.mark.requires("attach")
 def test_an_attached_container_with_matplotlib_returns_plots(backend: Harness, make_container: Any) -> None:
     if backend.name == "micromamba":
         pytest.skip("the plain Python image has no micromamba to attach through (test_micromamba.py attaches)")

@@ -160,6 +160,7 @@ def test_a_helper_killed_from_outside_means_a_new_sandbox_never_a_planted_interp
         assert session.execute_command("ls /sandbox/bin 2>&1; echo rc=$?").stdout.endswith("rc=2\n")
 
 
+@pytest.mark.requires("attach")
 def test_an_attached_containers_helper_is_restarted_by_absolute_path_never_from_path(
     backend: Harness, engine_client: Any, make_container: Any
 ) -> None:

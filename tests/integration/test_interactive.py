@@ -296,6 +296,7 @@ def test_an_install_restarts_the_kernel_and_the_next_result_says_so(backend: Har
         assert piped.state_lost
 
 
+@pytest.mark.requires("attach")
 def test_an_attached_container_keeps_state_and_is_only_let_go(backend: Harness, make_container: Any) -> None:
     image = backend.session_defaults.get("image")  # the micromamba stand-in's, where the harness has one
     container = make_container(image) if image else make_container()

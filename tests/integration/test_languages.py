@@ -326,6 +326,7 @@ def test_injected_names_never_reach_the_package_manager(session: SandboxSession,
     assert session.execute_command("ls /tmp/pwned").exit_code != 0
 
 
+@pytest.mark.requires("attach")
 def test_attached_plain_container_of_the_languages_image(case: Case, backend: Harness, make_container: Any) -> None:
     container = make_container(default_image(case.lang))
     with backend.session(container_id=container.id, lang=case.lang) as session:

@@ -115,6 +115,7 @@ def test_interactive_settings_apply_to_the_session(backend: Harness) -> None:
         assert session.run("print(kept + 1)").stdout == "42\n"
 
 
+@pytest.mark.requires("attach")
 def test_an_open_session_no_longer_referred_to_keeps_its_container(backend: Harness, engine_client: Any) -> None:
     # As the reference's existing_container_demo does: open a session in a function, keep only the container's id,
     # attach to it by id later. The container lives until the session is closed, or the process exits.
