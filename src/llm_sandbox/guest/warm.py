@@ -17,12 +17,14 @@ host, which sends them in the recipe.
 from __future__ import annotations
 
 import os
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for checkers only: at run time the guest is one joined source and imports what it must
     from typing import Any, Dict, List, Optional, Tuple
 
     from llm_sandbox.guest.child import Child, write_to_child
+    from llm_sandbox.guest.processes import descendants, kill_tree
 
     SpareKey = Tuple[Tuple[str, ...], Optional[str], Tuple[Tuple[str, str], ...]]  # argv, folder, environment
 
@@ -179,9 +181,26 @@ class Spares:
 
 
 def discard(child: Child) -> None:
-    child.kill()
-    child.wait()
+    """End a spare and whatever runs under it: a spare still starting may have children of its own (Rscript's
+    shell script runs a few), which would otherwise outlive it as orphans of the helper's."""
+    if child.returncode is None:
+        under = [pid for pid, _state in descendants(child.pid)]
+        kill_tree(child.pid)
+        child.wait()
+        for _attempt in range(200):  # orphans now (the helper is their subreaper): collect them once gone
+            under = [pid for pid in under if not collected(pid)]
+            if not under:
+                break
+            time.sleep(0.005)
     child.close()
+
+
+def collected(pid: int) -> bool:
+    """Whether ``pid`` is gone: reaped now, or not (or no longer) the helper's to reap."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
 
 
 def start_warm(child: Child, data: bytes) -> None:
