@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +196,37 @@ def test_a_run_after_a_dirty_one_starts_clean(language: tuple[Case, SandboxSessi
         "Rscript": ["TRUE", "FALSE", "0"],
     }[case.command]
     assert probe == fresh
+
+
+def code_processes(engine_client: Any, session: SandboxSession) -> list[str]:
+    """The command lines of the code user's processes, read by the engine (not through the helper, whose next
+    request would throw the spare away)."""
+    listed = engine_client.containers.get(session.container_id).top(ps_args="-eo pid,uid,args")
+    return [" ".join(row[2:]) for row in listed["Processes"] if row[1] == "65534"]
+
+
+def a_spare_waits(engine_client: Any, session: SandboxSession) -> bool:
+    """Whether the spare shows up (it starts once the last run's reply is out), within a few seconds."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if code_processes(engine_client, session):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_what_opens_an_install_window_and_a_reset_end_the_spare(
+    language: tuple[Case, SandboxSession], engine_client: Any
+) -> None:
+    case, session = language
+    sandbox = session.sandbox
+    assert sandbox is not None
+    true, false = ("TRUE", "FALSE") if case.command == "Rscript" else ("true", "false")
+    for end in (sandbox.end_code_processes, sandbox.reset):
+        session.run(case.hello)
+        assert a_spare_waits(engine_client, session)
+        end()
+        assert code_processes(engine_client, session) == []
+        # A spare killed under the helper is not trusted: the next run starts cold, the one after from a new spare.
+        assert session.run(case.probe).stdout.split()[0] == false
+        assert session.run(case.probe).stdout.split()[0] == true
