@@ -232,10 +232,9 @@ class Collecting:
 
     SKIPPED_NAMED = 100  # skipped files named one by one; past that, only how many more
 
-    def __init__(self, budget: int, count: int, since: Optional[int]) -> None:
+    def __init__(self, budget: int, count: int) -> None:
         self.bytes_left = budget
         self.files_left = count if count > 0 else -1
-        self.since = since
         self.skipped: List[str] = []
         self.more_skipped = 0
 
@@ -258,9 +257,10 @@ def collect_files(
     ``folder`` (sent by their name relative to it), an absolute one files anywhere (sent by their absolute path).
     In walk order (a folder's files, then its subfolders, each sorted by name), until one does not fit what is
     left of ``budget`` bytes or ``count`` files: that one and every later match are skipped. ``since``: only files
-    changed at or after that time (nanoseconds, ``change_clock``) are sent. Links are never followed, on the way to
-    a folder either; anything but a regular file is ignored. Returns the skipped names."""
-    state = Collecting(budget, count, since)
+    outside ``folder`` changed at or after that time (nanoseconds, ``change_clock``) are sent; the run's own folder
+    is new, and what the host wrote there before the run (its code file) is the run's too. Links are never
+    followed, on the way to a folder either; anything but a regular file is ignored. Returns the skipped names."""
+    state = Collecting(budget, count)
     for root, wanted in collect_roots(folder, patterns):
         prefix = root.rstrip("/") + "/" if root != folder else ""
         try:
@@ -268,13 +268,15 @@ def collect_files(
         except OSError:
             continue
         try:
-            collect_under(root_fd, prefix, wanted, state)
+            collect_under(root_fd, prefix, wanted, state, None if root == folder else since)
         finally:
             os.close(root_fd)
     return state.report()
 
 
-def collect_under(top_fd: int, prefix: str, wanted: List[List[str]], state: Collecting) -> None:
+def collect_under(
+    top_fd: int, prefix: str, wanted: List[List[str]], state: Collecting, since: Optional[int] = None
+) -> None:
     from fnmatch import fnmatchcase  # only collecting needs it (it imports re)
 
     for root, folders, names, root_fd in os.fwalk(".", follow_symlinks=False, dir_fd=top_fd):
@@ -291,7 +293,7 @@ def collect_under(top_fd: int, prefix: str, wanted: List[List[str]], state: Coll
                 info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
             except OSError:
                 continue
-            if not stat.S_ISREG(info.st_mode) or (state.since is not None and info.st_ctime_ns < state.since):
+            if not stat.S_ISREG(info.st_mode) or (since is not None and info.st_ctime_ns < since):
                 continue
             relative_name = prefix + "/".join(path)
             if state.skipped or state.files_left == 0:
