@@ -272,6 +272,14 @@ class BubblewrapHarness(Harness):
         return found
 
 
+# Micromamba is Docker with every command started through ``micromamba run``. The modules about how a command
+# starts and what it may do (runs and commands, languages' files, hardening, the attacks, copies, installs,
+# interactive kernels, test_micromamba) run on it; the modules about capabilities built above that path (pools,
+# artifacts, asyncio, the disk cap, the documented options) take this mark and run on the other harnesses only,
+# which keeps the suite within its time budget without losing what the wrapper changes.
+ABOVE_THE_COMMAND_PATH = pytest.mark.backends("docker", "podman", "kubernetes", "bubblewrap")
+
+
 HARNESSES: dict[str, type[Harness]] = {
     harness.name: harness
     for harness in (DockerHarness, PodmanHarness, KubernetesHarness, MicromambaHarness, BubblewrapHarness)

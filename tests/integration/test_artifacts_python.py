@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from harness import Harness
+from harness import ABOVE_THE_COMMAND_PATH, Harness
 from llm_sandbox import ArtifactSandboxSession, FileType, PlotOutput
 
-pytestmark = pytest.mark.backends("docker", "podman", "kubernetes", "micromamba", "bubblewrap")
+pytestmark = ABOVE_THE_COMMAND_PATH
 
 
 def artifact_session(backend: Harness, **options: Any) -> ArtifactSandboxSession:
@@ -169,8 +169,6 @@ def test_output_exit_code_and_namespace_are_the_programs_own(session: ArtifactSa
 def test_pyplot_is_imported_ahead_by_the_waiting_interpreter_and_nothing_of_it_shows(
     session: ArtifactSandboxSession, backend: Harness
 ) -> None:
-    if backend.name == "micromamba":
-        pytest.skip("a run through micromamba's wrapper is never served by a waiting interpreter: nothing to preload")
     check = (
         "import os, sys\n"
         "print([name for name in os.environ if name.startswith('LLM_SANDBOX')], 'matplotlib' in sys.modules)\n"
@@ -313,8 +311,6 @@ def test_the_caps_bound_what_a_run_sends_back(backend: Harness) -> None:
 
 @pytest.mark.requires("attach")
 def test_an_attached_container_with_matplotlib_returns_plots(backend: Harness, make_container: Any) -> None:
-    if backend.name == "micromamba":
-        pytest.skip("the plain Python image has no micromamba to attach through (test_micromamba.py attaches)")
     container = make_container()
     with artifact_session(backend, container_id=container.id) as attached:
         result = attached.run("import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.show()\nprint('ok')\n")

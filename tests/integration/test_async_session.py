@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from harness import Harness
+from harness import ABOVE_THE_COMMAND_PATH, Harness
 from llm_sandbox import AsyncSandboxSession, NotOpenSessionError, SandboxTimeoutError
 from llm_sandbox.aio import AsyncInteractiveSandboxSession, StreamEvent
+
+pytestmark = ABOVE_THE_COMMAND_PATH
 
 # A run that leaves a detached grandchild behind and then waits: cancelling it must end both.
 LINGERING = (

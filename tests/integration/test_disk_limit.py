@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from harness import TEST_LABEL, THIS_RUN, Harness
+from harness import ABOVE_THE_COMMAND_PATH, TEST_LABEL, THIS_RUN, Harness
 from llm_sandbox import DiskLimitError, SandboxSession
 from llm_sandbox.labels import DISK_VOLUME_LABEL, SANDBOX_LABEL
 
-pytestmark = pytest.mark.requires("disk_limit")
+pytestmark = [pytest.mark.requires("disk_limit"), ABOVE_THE_COMMAND_PATH]
 
 MIB = 1024**2
 SMALL_CAP = 64 * MIB

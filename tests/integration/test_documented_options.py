@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness import Harness
+from harness import ABOVE_THE_COMMAND_PATH, Harness
 from llm_sandbox import (
     FileTooLargeError,
     LibraryInstallationError,
@@ -35,6 +35,8 @@ from llm_sandbox.labels import (
     OWNER_PID_LABEL,
     SANDBOX_LABEL,
 )
+
+pytestmark = ABOVE_THE_COMMAND_PATH
 
 ENGINE_BACKENDS = pytest.mark.backends("docker", "podman")
 # A writer that floods, then leaves a mark if it is still alive a moment later: a killed writer leaves none.

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness import Harness, list_containers
+from harness import ABOVE_THE_COMMAND_PATH, Harness, list_containers
 from llm_sandbox import ArtifactSandboxSession, SandboxSession
 from llm_sandbox.cleanup import sweep
 from llm_sandbox.labels import MANAGED_LABEL, OWNER_PID_LABEL, SANDBOX_LABEL
@@ -30,6 +30,8 @@ from llm_sandbox.pool import (
     PoolExhaustedError,
     create_pool_manager,
 )
+
+pytestmark = ABOVE_THE_COMMAND_PATH
 
 # A small package from PyPI that no default image carries.
 EXTRA = "termcolor==2.4.0"
