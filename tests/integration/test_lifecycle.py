@@ -50,6 +50,35 @@ def test_failed_open_removes_the_container_it_created(
     assert not engine_client.images.list(filters={"reference": "llm-sandbox-build"})
 
 
+@pytest.mark.requires("images")
+def test_a_helper_that_cannot_start_is_reported_at_once_not_after_the_send_timeout(
+    backend: Harness, python_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine sometimes keeps the exec's input open after the process died (Docker, about one open in eight):
+    # writing the helper's start request then blocked until the send timeout (300 s). With the timeout shortened,
+    # such a write would end in a timeout instead of the helper's own error; eight opens make one likely.
+    from llm_sandbox.backends import docker_stream
+
+    monkeypatch.setattr(docker_stream, "SEND_TIMEOUT_S", 20.0)
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        f"FROM {python_image}\nRUN rm -f /usr/bin/python3* /opt/venv/bin/python* /usr/local/bin/python*\n"
+    )
+    for _attempt in range(8):
+        with pytest.raises(ContainerError) as failed:
+            backend.session(lang="python", dockerfile=str(dockerfile)).open()
+        assert "needs /bin/sh and /usr/bin/python3" in str(failed.value)
+        assert not [error for error in _chain(failed.value) if isinstance(error, TimeoutError)]
+
+
+def _chain(error: BaseException | None) -> list[BaseException]:
+    found: list[BaseException] = []
+    while error is not None and error not in found:
+        found.append(error)
+        error = error.__cause__ or error.__context__
+    return found
+
+
 def test_missing_image_is_a_clear_error_and_leaves_nothing(backend: Harness, engine_client: Any) -> None:
     session = backend.session(lang="python", image="llm-sandbox/no-such-image:1")
     with pytest.raises(ImagePullError, match="llm-sandbox/no-such-image"):

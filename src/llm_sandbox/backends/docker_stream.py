@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 import ssl
 import struct
@@ -37,9 +38,34 @@ class DockerExecStream:
         self.stderr_tail = b""  # the end of what the process wrote on stderr, for error messages
 
     def send(self, data: bytes) -> None:
-        """Write to the process's stdin; TimeoutError when it takes in nothing for ``SEND_TIMEOUT_S`` in all."""
-        self._sock.settimeout(SEND_TIMEOUT_S)
-        self._sock.sendall(data)
+        """Write to the process's stdin; TimeoutError when it takes in nothing for ``SEND_TIMEOUT_S`` in all;
+        BrokenPipeError when the process's output ends (it exited) before it took all of ``data``.
+
+        The engine may keep the connection's input side open after the process is gone (seen on Docker about one
+        time in eight when the helper cannot start), so a blocking write of more than the socket buffers would
+        wait out the whole timeout: the output side is watched while writing, and what arrives is kept for recv.
+        """
+        if isinstance(self._sock, ssl.SSLSocket):  # select cannot see into TLS buffers: the plain blocking write
+            self._sock.settimeout(SEND_TIMEOUT_S)
+            self._sock.sendall(data)
+            return
+        deadline = time.monotonic() + SEND_TIMEOUT_S
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the sandbox took in nothing in time")
+            readable, writable, _ = select.select([self._sock], [self._sock], [], remaining)
+            if readable:
+                self._read_available()
+                if self._ended:
+                    raise BrokenPipeError("the sandbox's process ended before it took its input")
+            if writable:
+                self._sock.setblocking(False)
+                try:
+                    view = view[self._sock.send(view[:MAX_READ]) :]
+                except (BlockingIOError, InterruptedError):
+                    continue
 
     def recv(self, timeout: float | None) -> bytes:
         """The next stdout bytes; stderr is logged; b"" at the end of the stream; TimeoutError when none came
